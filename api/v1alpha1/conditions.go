@@ -1,0 +1,52 @@
+package v1alpha1
+
+// Condition types. Every kind has Ready; the others belong to the kind named in their comment.
+const (
+	// ConditionReady summarises the object: True when it does what its spec asks.
+	ConditionReady = "Ready"
+
+	// ConditionNamespacesReady (Tenant): every tenant namespace exists with its label, quota, limits, network
+	// policies and owner bindings.
+	ConditionNamespacesReady = "NamespacesReady"
+	// ConditionDatabaseReady (Tenant): the database and role exist, isolated, and the credentials Secrets are written.
+	ConditionDatabaseReady = "DatabaseReady"
+	// ConditionBackupsHealthy (Tenant): the newest snapshot is younger than the policy's maxSnapshotAge everywhere.
+	ConditionBackupsHealthy = "BackupsHealthy"
+	// ConditionLegalHold (Tenant): True while a legal hold freezes destruction.
+	ConditionLegalHold = "LegalHold"
+	// ConditionExportAcknowledged (Tenant, DataExport): the receiver's digest matched the bag.
+	ConditionExportAcknowledged = "ExportAcknowledged"
+	// ConditionLiveDataPurged (Tenant): database, Secrets and namespaces verified gone.
+	ConditionLiveDataPurged = "LiveDataPurged"
+	// ConditionBackupsExpired (Tenant): every repository verified gone.
+	ConditionBackupsExpired = "BackupsExpired"
+	// ConditionCertificateIssued (Tenant): the DestructionCertificate is written.
+	ConditionCertificateIssued = "CertificateIssued"
+	// ConditionVerified (DestructionCertificate): the signature checks with the published key.
+	ConditionVerified = "Verified"
+)
+
+// Condition reasons, in CamelCase as metav1.Condition requires.
+const (
+	ReasonReconciled            = "Reconciled"
+	ReasonProgressing           = "Progressing"
+	ReasonNotFound              = "NotFound"
+	ReasonJurisdictionRefused   = "JurisdictionNotAllowed"
+	ReasonScheduleInvalid       = "ScheduleInvalid"
+	ReasonUnreachable           = "Unreachable"
+	ReasonAuthenticationFailed  = "AuthenticationFailed"
+	ReasonTLSFailed             = "TLSFailed"
+	ReasonSecretMissing         = "SecretMissing"
+	ReasonNamespaceNotOwned     = "NamespaceNotOwned"
+	ReasonDatabaseNotOwned      = "DatabaseNotOwned"
+	ReasonLegalHoldActive       = "LegalHoldActive"
+	ReasonLegalHoldExpired      = "LegalHoldExpired"
+)
+
+// Labels and annotations custos puts on what it creates.
+const (
+	// LabelTenant marks every object custos creates for a tenant with the tenant's name.
+	LabelTenant = "custos.io/tenant"
+	// LabelManagedBy is the standard managed-by label; its value is "custos".
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+)

@@ -1,0 +1,473 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TenantSpec is what a data-processing agreement with one customer says custos must keep.
+type TenantSpec struct {
+	// displayName is the customer's name as it appears on exports and on the certificate of destruction.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +required
+	DisplayName string `json:"displayName"`
+
+	// dataController is the customer organisation that decides about the data (GDPR art. 4(7)); it is named on
+	// exports and on the certificate of destruction.
+	// +required
+	DataController DataController `json:"dataController"`
+
+	// contract is the data-processing agreement this tenant exists for. When now reaches contract.end the exit
+	// starts: the tenant is suspended, its data returned or not as exit.dataReturn says, then destroyed.
+	// +required
+	Contract Contract `json:"contract"`
+
+	// retentionPolicyRef names the RetentionPolicy that schedules this tenant's backups and sets how long they live.
+	// +required
+	RetentionPolicyRef ObjectReference `json:"retentionPolicyRef"`
+
+	// namespaces the tenant's workloads run in. Each is labelled custos.io/tenant=<tenant name>, isolated by a
+	// default-deny NetworkPolicy and bounded by the quota below. Defaults to one namespace named after the tenant.
+	// +kubebuilder:default={count: 1}
+	// +optional
+	Namespaces TenantNamespaces `json:"namespaces,omitempty"`
+
+	// quota is the ResourceQuota applied to each tenant namespace.
+	// +optional
+	Quota *TenantQuota `json:"quota,omitempty"`
+
+	// limits are the LimitRange defaults and maxima for containers in each tenant namespace.
+	// +optional
+	Limits *TenantLimits `json:"limits,omitempty"`
+
+	// owners are bound to the ClusterRole "admin" in each tenant namespace, and nowhere else.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Owners []TenantOwner `json:"owners,omitempty"`
+
+	// database is the tenant's own PostgreSQL database and role.
+	// +required
+	Database TenantDatabase `json:"database"`
+
+	// exit says what happens to the data when the contract ends.
+	// +kubebuilder:default={}
+	// +optional
+	Exit TenantExit `json:"exit,omitempty"`
+
+	// legalHold, while set, freezes every destructive step of the exit (purge, shred, expiry of this tenant's
+	// backups): a court order or investigation may require data to be kept past the contract. The controller
+	// lifts it once legalHold.until has passed; CEL cannot compare with the current time, so that check is done by
+	// the controller and shown in the LegalHold condition.
+	// +optional
+	LegalHold *LegalHold `json:"legalHold,omitempty"`
+}
+
+// DataController identifies the customer organisation.
+type DataController struct {
+	// name of the organisation, as in the agreement.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +required
+	Name string `json:"name"`
+
+	// contact is who receives the export and, on request, the certificate of destruction (a person or a role).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +required
+	Contact string `json:"contact"`
+
+	// email address of the contact.
+	// +kubebuilder:validation:MaxLength=254
+	// +kubebuilder:validation:Pattern=`^[^@\s]+@[^@\s]+\.[^@\s]+$`
+	// +optional
+	Email string `json:"email,omitempty"`
+}
+
+// Contract is the data-processing agreement's identity and term.
+// +kubebuilder:validation:XValidation:rule="!has(self.end) || self.end > self.start",message="contract.end must be after contract.start"
+type Contract struct {
+	// id of the agreement, as the parties refer to it; it becomes the export's External-Identifier.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._/-]*$`
+	// +required
+	ID string `json:"id"`
+
+	// start of the agreement.
+	// +required
+	Start metav1.Time `json:"start"`
+
+	// end of the agreement. When now reaches it, the exit starts. Set it to end a contract; never delete a Tenant
+	// directly (that is refused until the tenant is Destroyed).
+	// +optional
+	End *metav1.Time `json:"end,omitempty"`
+}
+
+// TenantNamespaces lists the tenant's namespaces by name, or asks for a number of them named <tenant>, <tenant>-2, ….
+// +kubebuilder:validation:XValidation:rule="!(has(self.names) && has(self.count))",message="set either namespaces.names or namespaces.count, not both"
+// +kubebuilder:validation:XValidation:rule="has(self.names) || has(self.count)",message="set namespaces.names or namespaces.count"
+type TenantNamespaces struct {
+	// names of the namespaces. custos creates them; it never adopts an existing namespace that does not already
+	// carry this tenant's label.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +listType=set
+	// +optional
+	Names []string `json:"names,omitempty"`
+
+	// count of namespaces to create, named after the tenant.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=16
+	// +optional
+	Count *int32 `json:"count,omitempty"`
+}
+
+// TenantQuota becomes a ResourceQuota in each tenant namespace.
+type TenantQuota struct {
+	// hard limits, as in a ResourceQuota: requests.cpu, limits.memory, pods, persistentvolumeclaims, ….
+	// +kubebuilder:validation:MinProperties=1
+	// +required
+	Hard corev1.ResourceList `json:"hard"`
+}
+
+// TenantLimits becomes a LimitRange for containers in each tenant namespace.
+// +kubebuilder:validation:MinProperties=1
+type TenantLimits struct {
+	// default limits for a container that sets none.
+	// +optional
+	Default corev1.ResourceList `json:"default,omitempty"`
+	// defaultRequest is the request for a container that sets none.
+	// +optional
+	DefaultRequest corev1.ResourceList `json:"defaultRequest,omitempty"`
+	// max is the most any single container may ask for.
+	// +optional
+	Max corev1.ResourceList `json:"max,omitempty"`
+}
+
+// TenantOwner is a subject that administers the tenant's namespaces.
+// +kubebuilder:validation:XValidation:rule="self.kind == 'ServiceAccount' ? has(self.__namespace__) : !has(self.__namespace__)",message="namespace is required for a ServiceAccount owner and not allowed for a User or Group"
+type TenantOwner struct {
+	// kind of subject.
+	// +kubebuilder:validation:Enum=User;Group;ServiceAccount
+	// +required
+	Kind string `json:"kind"`
+	// name of the user, group or service account.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+	// namespace of a ServiceAccount.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// TenantDatabase is the tenant's PostgreSQL database and its owning role.
+// +kubebuilder:validation:XValidation:rule="(has(self.name) ? self.name : '') == (has(oldSelf.name) ? oldSelf.name : '')",message="database.name is immutable: the tenant's data lives in the database of that name"
+// +kubebuilder:validation:XValidation:rule="self.serverRef == oldSelf.serverRef",message="database.serverRef is immutable: moving a tenant to another server is a migration, not an edit"
+type TenantDatabase struct {
+	// serverRef names the DatabaseServer the database lives on. Its jurisdiction must be admitted by the
+	// RetentionPolicy's allowedJurisdictions.
+	// +required
+	ServerRef ObjectReference `json:"serverRef"`
+
+	// name of the database and of its owning role. Defaults to "tenant_" followed by the tenant name with dashes
+	// turned into underscores. custos never adopts a database or role it did not create for this tenant.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z_][a-z0-9_]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('pg_')",message="database.name must not start with pg_ (reserved by PostgreSQL)"
+	// +kubebuilder:validation:XValidation:rule="!(self in ['postgres', 'template0', 'template1'])",message="database.name must not be a PostgreSQL system database"
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// extensions to create in the database, such as pgcrypto or citext. They must be available on the server.
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z_][a-z0-9_-]*$`
+	// +listType=set
+	// +optional
+	Extensions []string `json:"extensions,omitempty"`
+
+	// connectionLimit is the most concurrent connections the tenant's role may hold.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +kubebuilder:default=20
+	// +optional
+	ConnectionLimit int32 `json:"connectionLimit,omitempty"`
+
+	// rotatePasswordAt: when it changes to a time that has passed, the role gets a new random password and every
+	// credentials Secret is rewritten.
+	// +optional
+	RotatePasswordAt *metav1.Time `json:"rotatePasswordAt,omitempty"`
+}
+
+// DataReturn is what the customer receives when the contract ends.
+// +kubebuilder:validation:Enum=Export;None
+type DataReturn string
+
+const (
+	// DataReturnExport delivers a DataExport and destroys nothing until it is acknowledged or acknowledgeTimeout passes.
+	DataReturnExport DataReturn = "Export"
+	// DataReturnNone destroys the data without returning it (the controller chose destruction).
+	DataReturnNone DataReturn = "None"
+)
+
+// BackupDisposal is how a former tenant's backups disappear.
+// +kubebuilder:validation:Enum=Expire;Shred
+type BackupDisposal string
+
+const (
+	// BackupDisposalExpire takes no new snapshots and lets the retention window remove the old ones.
+	BackupDisposalExpire BackupDisposal = "Expire"
+	// BackupDisposalShred deletes every repository of the tenant at once and then its key (cryptographic erase).
+	BackupDisposalShred BackupDisposal = "Shred"
+)
+
+// TenantExit is the customer's choice for the end of the contract.
+type TenantExit struct {
+	// dataReturn: Export returns the data as a DataExport before anything is destroyed; None destroys it without
+	// returning it.
+	// +kubebuilder:default=Export
+	// +optional
+	DataReturn DataReturn `json:"dataReturn,omitempty"`
+
+	// backups: Expire lets the retention window remove them (gone by newest snapshot + keepWithin); Shred deletes
+	// the repositories at once after the live data is purged.
+	// +kubebuilder:default=Expire
+	// +optional
+	Backups BackupDisposal `json:"backups,omitempty"`
+}
+
+// LegalHold freezes destruction.
+type LegalHold struct {
+	// reason for the hold, such as a case number; shown in status and on the audit trail.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +required
+	Reason string `json:"reason"`
+
+	// until when the hold applies. Without it the hold lasts until it is removed. Whether it lies in the future is
+	// checked by the controller (CEL has no clock).
+	// +optional
+	Until *metav1.Time `json:"until,omitempty"`
+}
+
+// TenantPhase is where a tenant is in its life.
+// +kubebuilder:validation:Enum=Pending;Provisioning;Active;Terminating;Exporting;Purging;AwaitingBackupExpiry;Destroyed;Failed
+type TenantPhase string
+
+// Tenant phases, in the order a tenant passes through them.
+const (
+	TenantPending              TenantPhase = "Pending"
+	TenantProvisioning         TenantPhase = "Provisioning"
+	TenantActive               TenantPhase = "Active"
+	TenantTerminating          TenantPhase = "Terminating"
+	TenantExporting            TenantPhase = "Exporting"
+	TenantPurging              TenantPhase = "Purging"
+	TenantAwaitingBackupExpiry TenantPhase = "AwaitingBackupExpiry"
+	TenantDestroyed            TenantPhase = "Destroyed"
+	TenantFailed               TenantPhase = "Failed"
+)
+
+// TenantStatus is what custos observed and did.
+type TenantStatus struct {
+	// phase of the tenant's life.
+	// +optional
+	Phase TenantPhase `json:"phase,omitempty"`
+
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, NamespacesReady, DatabaseReady, BackupsHealthy, LegalHold, ExportAcknowledged,
+	// LiveDataPurged, BackupsExpired, CertificateIssued.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=32
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// namespaces custos created for the tenant, with their UIDs (the certificate names them).
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Namespaces []NamespaceStatus `json:"namespaces,omitempty"`
+
+	// database custos created for the tenant.
+	// +optional
+	Database *DatabaseStatus `json:"database,omitempty"`
+
+	// backups per BackupLocation.
+	// +listType=map
+	// +listMapKey=location
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Backups []LocationBackupStatus `json:"backups,omitempty"`
+
+	// nextBackup is when the next snapshot is scheduled.
+	// +optional
+	NextBackup *metav1.Time `json:"nextBackup,omitempty"`
+
+	// lastDrill is the result of the latest restore drill.
+	// +optional
+	LastDrill *RestoreDrillStatus `json:"lastDrill,omitempty"`
+
+	// exit records the steps of the exit, once it started.
+	// +optional
+	Exit *TenantExitStatus `json:"exit,omitempty"`
+
+	// auditHead is the sha256 of the latest entry of the tenant's hash-chained audit trail.
+	// +kubebuilder:validation:Pattern=`^sha256:[a-f0-9]{64}$`
+	// +optional
+	AuditHead string `json:"auditHead,omitempty"`
+}
+
+// NamespaceStatus is a namespace custos created for a tenant.
+type NamespaceStatus struct {
+	// name of the namespace.
+	Name string `json:"name"`
+	// uid of the namespace.
+	// +optional
+	UID string `json:"uid,omitempty"`
+}
+
+// DatabaseStatus is the tenant's database as custos created it.
+type DatabaseStatus struct {
+	// server is the DatabaseServer's name.
+	Server string `json:"server"`
+	// name of the database.
+	Name string `json:"name"`
+	// role that owns the database and that the tenant logs in as.
+	Role string `json:"role"`
+	// oid of the database, which proves after a purge that this very database is gone (a new one of the same name
+	// would have another OID).
+	// +optional
+	OID int64 `json:"oid,omitempty"`
+	// passwordRotatedAt is when the role's password was last set.
+	// +optional
+	PasswordRotatedAt *metav1.Time `json:"passwordRotatedAt,omitempty"`
+}
+
+// LocationBackupStatus summarises a tenant's repository at one BackupLocation.
+type LocationBackupStatus struct {
+	// location is the BackupLocation's name.
+	Location string `json:"location"`
+	// role of the location in the policy.
+	// +kubebuilder:validation:Enum=Primary;Offsite
+	// +optional
+	Role string `json:"role,omitempty"`
+	// repositoryID is restic's id of the tenant's repository at this location.
+	// +optional
+	RepositoryID string `json:"repositoryID,omitempty"`
+	// snapshots in the repository.
+	// +optional
+	Snapshots int32 `json:"snapshots,omitempty"`
+	// oldest snapshot's time.
+	// +optional
+	Oldest *metav1.Time `json:"oldest,omitempty"`
+	// newest snapshot's time.
+	// +optional
+	Newest *metav1.Time `json:"newest,omitempty"`
+	// goneBy is when the oldest snapshot leaves this location at the latest: its time plus keepWithin, plus one
+	// expiry run.
+	// +optional
+	GoneBy *metav1.Time `json:"goneBy,omitempty"`
+	// lastCopy is when a snapshot was last copied here (offsite locations).
+	// +optional
+	LastCopy *metav1.Time `json:"lastCopy,omitempty"`
+	// nextRun is when the next job for this location is due.
+	// +optional
+	NextRun *metav1.Time `json:"nextRun,omitempty"`
+	// lastError is the latest failure at this location, cleared by the next success.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+}
+
+// RestoreDrillStatus is the result of a restore drill.
+type RestoreDrillStatus struct {
+	// time the drill started.
+	Time metav1.Time `json:"time"`
+	// snapshot that was restored.
+	// +optional
+	Snapshot string `json:"snapshot,omitempty"`
+	// succeeded is true when every table's row count and checksum matched what was recorded at backup time.
+	Succeeded bool `json:"succeeded"`
+	// duration of the restore: the measured recovery time.
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+	// message explains a failure.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// TenantExitStatus records the exit's steps.
+type TenantExitStatus struct {
+	// terminatedAt is when the tenant was suspended.
+	// +optional
+	TerminatedAt *metav1.Time `json:"terminatedAt,omitempty"`
+	// exportRef names the DataExport made for the exit.
+	// +optional
+	ExportRef *ObjectReference `json:"exportRef,omitempty"`
+	// exportAcknowledgedAt is when the receiver's digest matched, or when acknowledgeTimeout passed (see
+	// exportAcknowledgeTimedOut).
+	// +optional
+	ExportAcknowledgedAt *metav1.Time `json:"exportAcknowledgedAt,omitempty"`
+	// exportAcknowledgeTimedOut is true when the exit went on without a receipt because acknowledgeTimeout passed.
+	// +optional
+	ExportAcknowledgeTimedOut bool `json:"exportAcknowledgeTimedOut,omitempty"`
+	// liveDataPurgedAt is when the database, Secrets and namespaces were verified gone.
+	// +optional
+	LiveDataPurgedAt *metav1.Time `json:"liveDataPurgedAt,omitempty"`
+	// backupsGoneBy is the date by which the last backup copy in every location is gone.
+	// +optional
+	BackupsGoneBy *metav1.Time `json:"backupsGoneBy,omitempty"`
+	// destroyedAt is when every location was verified empty.
+	// +optional
+	DestroyedAt *metav1.Time `json:"destroyedAt,omitempty"`
+	// certificateRef names the DestructionCertificate.
+	// +optional
+	CertificateRef *ObjectReference `json:"certificateRef,omitempty"`
+}
+
+// Tenant is one customer of the processor: isolated namespaces, a PostgreSQL database of its own, backups kept as
+// its agreement says, and an exit that returns or destroys its data with proof.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=tnt
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Contract End",type=date,JSONPath=`.spec.contract.end`
+// +kubebuilder:printcolumn:name="Next Backup",type=date,JSONPath=`.status.nextBackup`
+// +kubebuilder:printcolumn:name="Backups Gone By",type=date,JSONPath=`.status.exit.backupsGoneBy`,priority=1
+// +kubebuilder:printcolumn:name="Database",type=string,JSONPath=`.status.database.name`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 48",message="a Tenant name must be at most 48 characters, so that its namespaces and its PostgreSQL database and role names (at most 63 bytes) can be derived from it"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="a Tenant name must start with a letter and contain only lowercase letters, digits and dashes, so that it is a valid namespace and PostgreSQL name"
+type Tenant struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec TenantSpec `json:"spec"`
+	// +optional
+	Status TenantStatus `json:"status,omitempty"`
+}
+
+// TenantList is a list of Tenants.
+// +kubebuilder:object:root=true
+type TenantList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Tenant `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Tenant{}, &TenantList{})
+}

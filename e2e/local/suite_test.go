@@ -1,0 +1,45 @@
+// Package local holds the integration suites that run on one machine against real components: a kube-apiserver
+// and etcd (envtest, built by hack/tools.sh), PostgreSQL from the system's packages, restic and rest-server.
+package local
+
+import (
+	"context"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/custos-io/custos/internal/testharness"
+)
+
+var (
+	controlPlane *testharness.ControlPlane
+	k8s          client.Client
+	pg           *testharness.Postgres
+	restServer   *testharness.RestServer
+)
+
+func TestLocal(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Local integration suite (envtest + PostgreSQL + restic)")
+}
+
+var _ = BeforeSuite(func(ctx context.Context) {
+	var err error
+	By("starting kube-apiserver and etcd with the generated CRDs")
+	controlPlane, err = testharness.StartControlPlane()
+	Expect(err).NotTo(HaveOccurred())
+	k8s = controlPlane.Client
+	DeferCleanup(controlPlane.Stop)
+
+	By("starting PostgreSQL")
+	pg, err = testharness.StartPostgres(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(pg.Stop)
+
+	By("starting rest-server")
+	restServer, err = testharness.StartRestServer(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(restServer.Stop)
+}, NodeTimeout(300e9))
