@@ -15,7 +15,7 @@ type DataExportSpec struct {
 	TenantRef ObjectReference `json:"tenantRef"`
 
 	// include says what goes into the bag.
-	// +kubebuilder:default={}
+	// +kubebuilder:default={database: true, kubernetesObjects: true}
 	// +optional
 	Include ExportInclude `json:"include,omitempty"`
 
