@@ -1,0 +1,311 @@
+// Package postgres provisions and checks tenant databases and roles on a PostgreSQL server through pgx. Every
+// identifier is quoted with pgx.Identifier; every value is a bind parameter or a verifier computed here.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ConnConfig says how to reach a server as its administrator.
+type ConnConfig struct {
+	Host     string
+	Port     int
+	User     string
+	Password string
+	Database string
+	// SSLMode is libpq's sslmode: disable, require, verify-ca or verify-full.
+	SSLMode string
+	// CAFile is a CA bundle for verify-ca / verify-full; empty means the system roots.
+	CAFile string
+}
+
+// URL is a connection URL for database db (the maintenance database when empty).
+func (c ConnConfig) URL(db string) string {
+	if db == "" {
+		db = c.Database
+	}
+	q := url.Values{}
+	q.Set("sslmode", c.SSLMode)
+	if c.CAFile != "" {
+		q.Set("sslrootcert", c.CAFile)
+	}
+	q.Set("connect_timeout", "10")
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(c.User, c.Password),
+		Host: net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), Path: "/" + db, RawQuery: q.Encode()}
+	return u.String()
+}
+
+// FailureReason classifies a connection error for a condition reason: Unreachable, AuthenticationFailed or
+// TLSFailed; "" when err is something else.
+func FailureReason(err error) string {
+	if err == nil {
+		return ""
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01", "28000": // invalid_password, invalid_authorization_specification
+			return "AuthenticationFailed"
+		}
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "tls") || strings.Contains(msg, "x509") || strings.Contains(msg, "SSL") || strings.Contains(msg, "certificate"):
+		return "TLSFailed"
+	case strings.Contains(msg, "password authentication failed") || strings.Contains(msg, "no pg_hba.conf entry"):
+		return "AuthenticationFailed"
+	}
+	var netErr net.Error
+	var opErr *net.OpError
+	if errors.As(err, &netErr) || errors.As(err, &opErr) || strings.Contains(msg, "connect: connection refused") ||
+		strings.Contains(msg, "dial") || strings.Contains(msg, "timeout") || strings.Contains(msg, "no such host") {
+		return "Unreachable"
+	}
+	return ""
+}
+
+// Redact removes a password from an error message before it goes into a condition, an Event or a log line.
+func Redact(msg, password string) string {
+	if password == "" {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, password, "<redacted>")
+	return strings.ReplaceAll(msg, url.QueryEscape(password), "<redacted>")
+}
+
+// Server is an administrative session on one PostgreSQL server.
+type Server struct {
+	cfg  ConnConfig
+	conn *pgx.Conn
+}
+
+// Connect opens an administrative session on the maintenance database.
+func Connect(ctx context.Context, cfg ConnConfig) (*Server, error) {
+	conn, err := pgx.Connect(ctx, cfg.URL(""))
+	if err != nil {
+		return nil, errors.New(Redact(err.Error(), cfg.Password))
+	}
+	return &Server{cfg: cfg, conn: conn}, nil
+}
+
+// Close ends the session.
+func (s *Server) Close(ctx context.Context) error { return s.conn.Close(ctx) }
+
+// Version is the server's server_version.
+func (s *Server) Version(ctx context.Context) (string, error) {
+	var v string
+	err := s.conn.QueryRow(ctx, "SHOW server_version").Scan(&v)
+	return v, err
+}
+
+// Owner identifies the tenant a database and role belong to. custos writes it as the COMMENT of both, and refuses
+// to touch a database or role whose comment names another owner or none.
+type Owner struct {
+	Tenant string
+	UID    string
+}
+
+func (o Owner) comment() string { return fmt.Sprintf("custos.io/tenant=%s uid=%s", o.Tenant, o.UID) }
+
+// ErrNotOwned says a database or role of the wanted name exists and does not belong to the tenant.
+var ErrNotOwned = errors.New("exists and does not belong to this tenant")
+
+// TenantDatabase is what EnsureTenant wants.
+type TenantDatabase struct {
+	Owner Owner
+	// Name of both the database and its owning role.
+	Name            string
+	ConnectionLimit int
+	Extensions      []string
+	// Verifier is the SCRAM verifier of the role's password (SCRAMVerifier); empty keeps the current password.
+	Verifier string
+}
+
+// EnsureResult reports what EnsureTenant found and did.
+type EnsureResult struct {
+	OID            uint32
+	CreatedRole    bool
+	CreatedDB      bool
+	PasswordSet    bool
+	ExtensionsMade []string
+}
+
+// EnsureTenant creates or corrects the tenant's role and database: role LOGIN with no other privilege and the
+// connection limit; database owned by the role, CONNECT and TEMP revoked from PUBLIC; extensions created. It
+// refuses (ErrNotOwned) when a role or database of that name exists without this tenant's comment.
+func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureResult, error) {
+	var res EnsureResult
+	id := pgx.Identifier{want.Name}.Sanitize()
+	comment := want.Owner.comment()
+
+	roleComment, roleExists, err := s.roleComment(ctx, want.Name)
+	if err != nil {
+		return res, err
+	}
+	if roleExists && roleComment != comment {
+		return res, fmt.Errorf("role %s %w (its comment is %q)", want.Name, ErrNotOwned, roleComment)
+	}
+	dbComment, dbOwner, dbExists, err := s.databaseComment(ctx, want.Name)
+	if err != nil {
+		return res, err
+	}
+	if dbExists && dbComment == "" && roleExists && dbOwner == want.Name {
+		// CREATE DATABASE cannot share a transaction with its COMMENT: a crash between the two leaves the
+		// database without comment. It is still ours when its owner is the tenant's own (commented) role.
+		if _, err := s.conn.Exec(ctx, fmt.Sprintf("COMMENT ON DATABASE %s IS %s", id, quoteLiteral(comment))); err != nil {
+			return res, fmt.Errorf("marking database %s: %w", want.Name, err)
+		}
+		dbComment = comment
+	}
+	if dbExists && dbComment != comment {
+		return res, fmt.Errorf("database %s %w (its comment is %q)", want.Name, ErrNotOwned, dbComment)
+	}
+	if !roleExists {
+		if want.Verifier == "" {
+			return res, fmt.Errorf("role %s does not exist and no password was given to create it", want.Name)
+		}
+		// The comment is written in the same transaction, so a role without it is never ours.
+		if err := s.tx(ctx,
+			fmt.Sprintf("CREATE ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT %d PASSWORD %s",
+				id, want.ConnectionLimit, quoteLiteral(want.Verifier)),
+			fmt.Sprintf("COMMENT ON ROLE %s IS %s", id, quoteLiteral(comment)),
+		); err != nil {
+			return res, fmt.Errorf("creating role %s: %w", want.Name, err)
+		}
+		res.CreatedRole, res.PasswordSet = true, true
+	} else {
+		stmt := fmt.Sprintf("ALTER ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT %d", id, want.ConnectionLimit)
+		if want.Verifier != "" {
+			stmt += " PASSWORD " + quoteLiteral(want.Verifier)
+			res.PasswordSet = true
+		}
+		if _, err := s.conn.Exec(ctx, stmt); err != nil {
+			return res, fmt.Errorf("correcting role %s: %w", want.Name, err)
+		}
+	}
+	if !dbExists {
+		// CREATE DATABASE cannot run in a transaction; the comment follows at once (see above for a crash between).
+		if _, err := s.conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s OWNER %s ENCODING 'UTF8' TEMPLATE template0", id, id)); err != nil {
+			return res, fmt.Errorf("creating database %s: %w", want.Name, err)
+		}
+		if _, err := s.conn.Exec(ctx, fmt.Sprintf("COMMENT ON DATABASE %s IS %s", id, quoteLiteral(comment))); err != nil {
+			return res, fmt.Errorf("marking database %s: %w", want.Name, err)
+		}
+		res.CreatedDB = true
+	}
+	if err := s.tx(ctx,
+		fmt.Sprintf("ALTER DATABASE %s OWNER TO %s", id, id),
+		fmt.Sprintf("REVOKE ALL ON DATABASE %s FROM PUBLIC", id),
+		fmt.Sprintf("GRANT CONNECT, TEMPORARY, CREATE ON DATABASE %s TO %s", id, id),
+	); err != nil {
+		return res, fmt.Errorf("isolating database %s: %w", want.Name, err)
+	}
+	if err := s.conn.QueryRow(ctx, "SELECT oid FROM pg_database WHERE datname = $1", want.Name).Scan(&res.OID); err != nil {
+		return res, fmt.Errorf("reading the OID of database %s: %w", want.Name, err)
+	}
+	made, err := s.ensureInDatabase(ctx, want)
+	res.ExtensionsMade = made
+	return res, err
+}
+
+// ensureInDatabase connects to the tenant database itself: locks down the public schema and creates extensions.
+func (s *Server) ensureInDatabase(ctx context.Context, want TenantDatabase) ([]string, error) {
+	conn, err := pgx.Connect(ctx, s.cfg.URL(want.Name))
+	if err != nil {
+		return nil, errors.New(Redact(err.Error(), s.cfg.Password))
+	}
+	defer conn.Close(ctx)
+	id := pgx.Identifier{want.Name}.Sanitize()
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER SCHEMA public OWNER TO %s", id)); err != nil {
+		return nil, fmt.Errorf("giving the public schema of %s to its role: %w", want.Name, err)
+	}
+	if _, err := conn.Exec(ctx, "REVOKE ALL ON SCHEMA public FROM PUBLIC"); err != nil {
+		return nil, fmt.Errorf("revoking the public schema of %s from PUBLIC: %w", want.Name, err)
+	}
+	var made []string
+	for _, ext := range want.Extensions {
+		var exists bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = $1)", ext).Scan(&exists); err != nil {
+			return made, err
+		}
+		if exists {
+			continue
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE EXTENSION IF NOT EXISTS %s", pgx.Identifier{ext}.Sanitize())); err != nil {
+			return made, fmt.Errorf("creating extension %s in %s: %w", ext, want.Name, err)
+		}
+		made = append(made, ext)
+	}
+	return made, nil
+}
+
+// DatabaseOID returns the OID of database name, or ok=false when there is none.
+func (s *Server) DatabaseOID(ctx context.Context, name string) (oid uint32, ok bool, err error) {
+	err = s.conn.QueryRow(ctx, "SELECT oid FROM pg_database WHERE datname = $1", name).Scan(&oid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	return oid, err == nil, err
+}
+
+// CountTenantDatabases counts the databases custos made on this server (those with a custos comment).
+func (s *Server) CountTenantDatabases(ctx context.Context) (int, error) {
+	var n int
+	err := s.conn.QueryRow(ctx, `SELECT count(*) FROM pg_database d
+		JOIN pg_shdescription c ON c.objoid = d.oid AND c.classoid = 'pg_database'::regclass
+		WHERE c.description LIKE 'custos.io/tenant=%'`).Scan(&n)
+	return n, err
+}
+
+func (s *Server) roleComment(ctx context.Context, name string) (string, bool, error) {
+	var comment *string
+	err := s.conn.QueryRow(ctx, `SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1`, name).Scan(&comment)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if comment == nil {
+		return "", true, nil
+	}
+	return *comment, true, nil
+}
+
+func (s *Server) databaseComment(ctx context.Context, name string) (comment, owner string, exists bool, err error) {
+	var c *string
+	err = s.conn.QueryRow(ctx, `SELECT shobj_description(oid, 'pg_database'), pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1`, name).Scan(&c, &owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, err
+	}
+	if c != nil {
+		comment = *c
+	}
+	return comment, owner, true, nil
+}
+
+func (s *Server) tx(ctx context.Context, stmts ...string) error {
+	return pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
+		for _, st := range stmts {
+			if _, err := tx.Exec(ctx, st); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// quoteLiteral quotes a string literal for statements that take no bind parameters (CREATE ROLE, COMMENT ON).
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

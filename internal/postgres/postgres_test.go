@@ -1,0 +1,167 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+func connectAs(ctx context.Context, user, password, db string) (*pgx.Conn, error) {
+	cfg := adminConfig()
+	cfg.User, cfg.Password = user, password
+	return pgx.Connect(ctx, cfg.URL(db))
+}
+
+// provision makes a tenant database and returns its password.
+func provision(ctx context.Context, s *Server, tenant string) (string, EnsureResult) {
+	pw, err := NewPassword()
+	Expect(err).NotTo(HaveOccurred())
+	v, err := SCRAMVerifier(pw)
+	Expect(err).NotTo(HaveOccurred())
+	res, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: tenant, UID: "uid-" + tenant}, Name: "tenant_" + tenant,
+		ConnectionLimit: 5, Extensions: []string{"pgcrypto"}, Verifier: v})
+	Expect(err).NotTo(HaveOccurred())
+	return pw, res
+}
+
+var _ = Describe("Tenant databases on a real PostgreSQL", func() {
+	var s *Server
+	BeforeEach(func(ctx SpecContext) {
+		var err error
+		s, err = Connect(ctx, adminConfig())
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func(ctx SpecContext) { Expect(s.Close(ctx)).To(Succeed()) })
+	})
+
+	It("creates a role and a database that only that role can reach", func(ctx SpecContext) {
+		pwA, resA := provision(ctx, s, "iso_a")
+		pwB, _ := provision(ctx, s, "iso_b")
+		Expect(resA.CreatedRole).To(BeTrue())
+		Expect(resA.CreatedDB).To(BeTrue())
+		Expect(resA.OID).NotTo(BeZero())
+		Expect(resA.ExtensionsMade).To(ConsistOf("pgcrypto"))
+
+		By("letting A use its own database")
+		a, err := connectAs(ctx, "tenant_iso_a", pwA, "tenant_iso_a")
+		Expect(err).NotTo(HaveOccurred())
+		defer a.Close(ctx)
+		_, err = a.Exec(ctx, "CREATE TABLE patients (id int PRIMARY KEY, name text)")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = a.Exec(ctx, "INSERT INTO patients VALUES (1, 'secret of A')")
+		Expect(err).NotTo(HaveOccurred())
+		var digest string
+		Expect(a.QueryRow(ctx, "SELECT encode(digest('x', 'sha256'), 'hex')").Scan(&digest)).To(Succeed(), "pgcrypto is installed")
+
+		By("refusing B's credentials on A's database")
+		_, err = connectAs(ctx, "tenant_iso_b", pwB, "tenant_iso_a")
+		Expect(err).To(MatchError(ContainSubstring("permission denied for database")))
+
+		By("refusing A's password for B's role")
+		_, err = connectAs(ctx, "tenant_iso_b", pwA, "tenant_iso_b")
+		Expect(err).To(MatchError(ContainSubstring("password authentication failed")))
+
+		By("refusing a role that belongs to no tenant")
+		_, err = s.conn.Exec(ctx, "CREATE ROLE outsider LOGIN PASSWORD 'outsider-pw'")
+		Expect(err).NotTo(HaveOccurred())
+		for _, db := range []string{"tenant_iso_a", "tenant_iso_b"} {
+			_, err = connectAs(ctx, "outsider", "outsider-pw", db)
+			Expect(err).To(MatchError(ContainSubstring("permission denied for database")), db)
+		}
+
+		By("keeping B, connected to its own database, away from A's tables and roles")
+		b, err := connectAs(ctx, "tenant_iso_b", pwB, "tenant_iso_b")
+		Expect(err).NotTo(HaveOccurred())
+		defer b.Close(ctx)
+		var n int
+		Expect(b.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE tablename = 'patients'").Scan(&n)).To(Succeed())
+		Expect(n).To(BeZero(), "B sees no table of A")
+		_, err = b.Exec(ctx, "CREATE DATABASE stolen")
+		Expect(err).To(MatchError(ContainSubstring("permission denied to create database")))
+		_, err = b.Exec(ctx, "GRANT tenant_iso_a TO tenant_iso_b")
+		Expect(err).To(MatchError(ContainSubstring("must have admin option on role")))
+	})
+
+	It("is idempotent and keeps the OID", func(ctx SpecContext) {
+		_, first := provision(ctx, s, "idem")
+		again, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "idem", UID: "uid-idem"}, Name: "tenant_idem",
+			ConnectionLimit: 7, Extensions: []string{"pgcrypto"}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(again.CreatedDB).To(BeFalse())
+		Expect(again.CreatedRole).To(BeFalse())
+		Expect(again.PasswordSet).To(BeFalse())
+		Expect(again.OID).To(Equal(first.OID))
+		Expect(again.ExtensionsMade).To(BeEmpty())
+		var limit int
+		Expect(s.conn.QueryRow(ctx, "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'tenant_idem'").Scan(&limit)).To(Succeed())
+		Expect(limit).To(Equal(7))
+	})
+
+	It("rotates the password: the old one stops working, the new one works", func(ctx SpecContext) {
+		oldPw, _ := provision(ctx, s, "rot")
+		newPw, err := NewPassword()
+		Expect(err).NotTo(HaveOccurred())
+		v, err := SCRAMVerifier(newPw)
+		Expect(err).NotTo(HaveOccurred())
+		res, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "rot", UID: "uid-rot"}, Name: "tenant_rot", ConnectionLimit: 5, Verifier: v})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.PasswordSet).To(BeTrue())
+		_, err = connectAs(ctx, "tenant_rot", oldPw, "tenant_rot")
+		Expect(err).To(MatchError(ContainSubstring("password authentication failed")))
+		c, err := connectAs(ctx, "tenant_rot", newPw, "tenant_rot")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.Close(ctx)).To(Succeed())
+	})
+
+	It("never adopts a database or role it did not create for this tenant", func(ctx SpecContext) {
+		_, err := s.conn.Exec(ctx, "CREATE ROLE tenant_squat LOGIN")
+		Expect(err).NotTo(HaveOccurred())
+		v, _ := SCRAMVerifier("x")
+		_, err = s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "squat", UID: "u1"}, Name: "tenant_squat", ConnectionLimit: 1, Verifier: v})
+		Expect(err).To(MatchError(ErrNotOwned))
+
+		_, err = s.conn.Exec(ctx, "CREATE DATABASE tenant_lonely")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "lonely", UID: "u2"}, Name: "tenant_lonely", ConnectionLimit: 1, Verifier: v})
+		Expect(err).To(MatchError(ErrNotOwned))
+		var exists bool
+		Expect(s.conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenant_lonely')").Scan(&exists)).To(Succeed())
+		Expect(exists).To(BeFalse(), "nothing half-made: the role was not created either")
+
+		By("refusing a second tenant with the same database name")
+		provision(ctx, s, "first")
+		_, err = s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "second", UID: "u3"}, Name: "tenant_first", ConnectionLimit: 1, Verifier: v})
+		Expect(err).To(MatchError(ErrNotOwned))
+	})
+
+	It("quotes identifiers that need quoting", func(ctx SpecContext) {
+		v, _ := SCRAMVerifier("pw")
+		name := `tenant_"odd"; drop`
+		_, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "odd", UID: "u4"}, Name: name, ConnectionLimit: 1, Verifier: v})
+		Expect(err).NotTo(HaveOccurred())
+		_, ok, err := s.DatabaseOID(ctx, name)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(BeTrue())
+	})
+
+	It("classifies connection failures and never puts the password in the error", func(ctx SpecContext) {
+		cfg := adminConfig()
+		cfg.Password = "Wrong-" + strings.Repeat("p", 20)
+		_, err := Connect(ctx, cfg)
+		Expect(FailureReason(err)).To(Equal("AuthenticationFailed"))
+		Expect(err.Error()).NotTo(ContainSubstring(cfg.Password))
+
+		cfg = adminConfig()
+		cfg.Port = 1
+		_, err = Connect(ctx, cfg)
+		Expect(FailureReason(err)).To(Equal("Unreachable"), fmt.Sprint(err))
+
+		cfg = adminConfig()
+		cfg.SSLMode = "verify-full"
+		_, err = Connect(ctx, cfg)
+		Expect(FailureReason(err)).To(Equal("TLSFailed"), fmt.Sprint(err))
+	})
+})
