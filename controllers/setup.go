@@ -1,25 +1,82 @@
-// Package controllers holds one reconciler per custos kind. Each reconciler gathers facts, asks a pure decision
-// function in internal/ what to do, and carries out one step per reconcile.
+// Package controllers holds one reconciler per custos kind. Each reconciler gathers facts, decides, and carries out
+// idempotent steps; status is written once per reconcile.
 package controllers
 
 import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 )
 
 // Options configure the controllers.
 type Options struct {
-	// Namespace the manager runs in; it holds repository passwords, the signing key and referenced Secrets.
+	// Namespace the manager runs in; it holds admin Secrets and the master copies of tenant passwords.
 	Namespace string
+	// TenantConcurrency is how many tenants are reconciled at once.
+	TenantConcurrency int
+	// Clock is the clock every decision reads; the real one when nil.
+	Clock clock.PassiveClock
+	// Resync is how often a provisioned tenant is checked for drift outside Kubernetes; RetryAfter how soon a
+	// step that failed outside Kubernetes is retried.
+	Resync, RetryAfter time.Duration
 }
 
 // Permissions the manager needs whatever controllers run: leader election and Events.
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Setup registers every reconciler with the manager. The reconcilers arrive with the provisioning, backup and exit
-// issues; until then the manager serves health, readiness and metrics only.
+// CacheOptions keeps the manager's cache to what custos made: Secrets, namespaces, quotas, limits, network
+// policies and role bindings carrying the custos.io/tenant label. Without it the manager would hold every Secret
+// of the cluster in memory. Objects without the label (admin Secrets, namespaces that might collide) are read
+// through the API reader.
+func CacheOptions() cache.Options {
+	req, err := labels.NewRequirement(custosv1alpha1.LabelTenant, selection.Exists, nil)
+	if err != nil {
+		panic(err)
+	}
+	labelled := cache.ByObject{Label: labels.NewSelector().Add(*req)}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}:              labelled,
+		&corev1.Namespace{}:           labelled,
+		&corev1.ResourceQuota{}:       labelled,
+		&corev1.LimitRange{}:          labelled,
+		&networkingv1.NetworkPolicy{}: labelled,
+		&rbacv1.RoleBinding{}:         labelled,
+	}}
+}
+
+// Setup registers every reconciler with the manager.
 func Setup(mgr ctrl.Manager, opts Options) error {
-	_ = mgr
-	_ = opts
-	return nil
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.TenantConcurrency <= 0 {
+		opts.TenantConcurrency = 4
+	}
+	if opts.Resync <= 0 {
+		opts.Resync = 10 * time.Minute
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = 30 * time.Second
+	}
+	if err := (&DatabaseServerReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-databaseserver"),
+		Clock: opts.Clock, Namespace: opts.Namespace, Recheck: 5 * time.Minute, RetryAfter: opts.RetryAfter,
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&TenantReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-tenant"),
+		Clock: opts.Clock, Namespace: opts.Namespace, Resync: opts.Resync, RetryAfter: opts.RetryAfter,
+	}).SetupWithManager(mgr, opts.TenantConcurrency)
 }

@@ -199,8 +199,8 @@ type TenantDatabase struct {
 	// +optional
 	ConnectionLimit int32 `json:"connectionLimit,omitempty"`
 
-	// rotatePasswordAt: when it changes to a time that has passed, the role gets a new random password and every
-	// credentials Secret is rewritten.
+	// rotatePasswordAt: each time it is set to a new value, the role gets a new random password and every
+	// credentials Secret is rewritten, as soon as that time has come.
 	// +optional
 	RotatePasswordAt *metav1.Time `json:"rotatePasswordAt,omitempty"`
 }
@@ -351,6 +351,10 @@ type DatabaseStatus struct {
 	// passwordRotatedAt is when the role's password was last set.
 	// +optional
 	PasswordRotatedAt *metav1.Time `json:"passwordRotatedAt,omitempty"`
+	// rotationHonoured is the value of spec.database.rotatePasswordAt the last rotation answered; a different
+	// value that has passed asks for a new rotation.
+	// +optional
+	RotationHonoured *metav1.Time `json:"rotationHonoured,omitempty"`
 }
 
 // LocationBackupStatus summarises a tenant's repository at one BackupLocation.

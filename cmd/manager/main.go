@@ -31,11 +31,13 @@ func main() {
 		probeAddr      string
 		leaderElection bool
 		namespace      string
+		concurrency    int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&leaderElection, "leader-elect", false, "Elect a leader so that only one replica acts at a time.")
 	flag.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Namespace the manager runs in: where it keeps repository passwords, the signing key and referenced Secrets.")
+	flag.IntVar(&concurrency, "tenant-concurrency", 4, "How many tenants are provisioned at once.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -53,12 +55,13 @@ func main() {
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElection,
 		LeaderElectionID:       "custos-manager.custos.io",
+		Cache:                  controllers.CacheOptions(),
 	})
 	if err != nil {
 		log.Error(err, "Could not create the manager")
 		os.Exit(1)
 	}
-	if err := controllers.Setup(mgr, controllers.Options{Namespace: namespace}); err != nil {
+	if err := controllers.Setup(mgr, controllers.Options{Namespace: namespace, TenantConcurrency: concurrency}); err != nil {
 		log.Error(err, "Could not set up the controllers")
 		os.Exit(1)
 	}

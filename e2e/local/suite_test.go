@@ -4,6 +4,7 @@ package local
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -32,6 +33,11 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	Expect(err).NotTo(HaveOccurred())
 	k8s = controlPlane.Client
 	DeferCleanup(controlPlane.Stop)
+
+	By("installing the admission policy shipped in config/admission")
+	root, err := testharness.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(testharness.ApplyManifests(ctx, k8s, filepath.Join(root, "config", "admission", "tenant-deletion-guard.yaml"))).To(Succeed())
 
 	By("starting PostgreSQL")
 	pg, err = testharness.StartPostgres(ctx)

@@ -1,10 +1,7 @@
 package local
 
 import (
-	"bytes"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -13,7 +10,6 @@ import (
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/custos-io/custos/internal/testharness"
 )
@@ -27,19 +23,9 @@ func loadSamples() map[string][]*unstructured.Unstructured {
 	Expect(files).NotTo(BeEmpty())
 	out := map[string][]*unstructured.Unstructured{}
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		Expect(err).NotTo(HaveOccurred())
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); err == io.EOF {
-				break
-			} else {
-				Expect(err).NotTo(HaveOccurred(), f)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
+		objs, err := testharness.ReadManifests(f)
+		Expect(err).NotTo(HaveOccurred(), f)
+		for _, u := range objs {
 			out[u.GetKind()] = append(out[u.GetKind()], u)
 		}
 	}

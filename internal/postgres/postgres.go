@@ -4,6 +4,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -24,8 +26,8 @@ type ConnConfig struct {
 	Database string
 	// SSLMode is libpq's sslmode: disable, require, verify-ca or verify-full.
 	SSLMode string
-	// CAFile is a CA bundle for verify-ca / verify-full; empty means the system roots.
-	CAFile string
+	// CAPEM is the CA bundle for verify-ca / verify-full; empty means the system roots.
+	CAPEM []byte
 }
 
 // URL is a connection URL for database db (the maintenance database when empty).
@@ -35,9 +37,6 @@ func (c ConnConfig) URL(db string) string {
 	}
 	q := url.Values{}
 	q.Set("sslmode", c.SSLMode)
-	if c.CAFile != "" {
-		q.Set("sslrootcert", c.CAFile)
-	}
 	q.Set("connect_timeout", "10")
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(c.User, c.Password),
 		Host: net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), Path: "/" + db, RawQuery: q.Encode()}
@@ -90,11 +89,43 @@ type Server struct {
 
 // Connect opens an administrative session on the maintenance database.
 func Connect(ctx context.Context, cfg ConnConfig) (*Server, error) {
-	conn, err := pgx.Connect(ctx, cfg.URL(""))
+	conn, err := cfg.connect(ctx, "")
 	if err != nil {
-		return nil, errors.New(Redact(err.Error(), cfg.Password))
+		return nil, err
 	}
 	return &Server{cfg: cfg, conn: conn}, nil
+}
+
+// connect opens a session on database db, trusting cfg.CAPEM when given; errors never carry the password.
+func (c ConnConfig) connect(ctx context.Context, db string) (*pgx.Conn, error) {
+	pc, err := pgx.ParseConfig(c.URL(db))
+	if err != nil {
+		return nil, errors.New(Redact(err.Error(), c.Password))
+	}
+	if len(c.CAPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(c.CAPEM) {
+			return nil, errors.New("the CA bundle holds no PEM certificate")
+		}
+		for _, t := range append([]*tls.Config{pc.TLSConfig}, fallbackTLS(pc)...) {
+			if t != nil {
+				t.RootCAs = pool
+			}
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, errors.New(Redact(err.Error(), c.Password))
+	}
+	return conn, nil
+}
+
+func fallbackTLS(pc *pgx.ConnConfig) []*tls.Config {
+	var out []*tls.Config
+	for _, f := range pc.Fallbacks {
+		out = append(out, f.TLSConfig)
+	}
+	return out
 }
 
 // Close ends the session.
@@ -126,8 +157,10 @@ type TenantDatabase struct {
 	Name            string
 	ConnectionLimit int
 	Extensions      []string
-	// Verifier is the SCRAM verifier of the role's password (SCRAMVerifier); empty keeps the current password.
-	Verifier string
+	// Verifier is the SCRAM verifier of the role's password (SCRAMVerifier). It is set when the role is created,
+	// and on an existing role only when ResetPassword is true.
+	Verifier      string
+	ResetPassword bool
 }
 
 // EnsureResult reports what EnsureTenant found and did.
@@ -184,7 +217,7 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 		res.CreatedRole, res.PasswordSet = true, true
 	} else {
 		stmt := fmt.Sprintf("ALTER ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT %d", id, want.ConnectionLimit)
-		if want.Verifier != "" {
+		if want.ResetPassword && want.Verifier != "" {
 			stmt += " PASSWORD " + quoteLiteral(want.Verifier)
 			res.PasswordSet = true
 		}
@@ -219,9 +252,9 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 
 // ensureInDatabase connects to the tenant database itself: locks down the public schema and creates extensions.
 func (s *Server) ensureInDatabase(ctx context.Context, want TenantDatabase) ([]string, error) {
-	conn, err := pgx.Connect(ctx, s.cfg.URL(want.Name))
+	conn, err := s.cfg.connect(ctx, want.Name)
 	if err != nil {
-		return nil, errors.New(Redact(err.Error(), s.cfg.Password))
+		return nil, err
 	}
 	defer conn.Close(ctx)
 	id := pgx.Identifier{want.Name}.Sanitize()

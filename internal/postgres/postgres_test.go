@@ -106,7 +106,7 @@ var _ = Describe("Tenant databases on a real PostgreSQL", func() {
 		Expect(err).NotTo(HaveOccurred())
 		v, err := SCRAMVerifier(newPw)
 		Expect(err).NotTo(HaveOccurred())
-		res, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "rot", UID: "uid-rot"}, Name: "tenant_rot", ConnectionLimit: 5, Verifier: v})
+		res, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "rot", UID: "uid-rot"}, Name: "tenant_rot", ConnectionLimit: 5, Verifier: v, ResetPassword: true})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.PasswordSet).To(BeTrue())
 		_, err = connectAs(ctx, "tenant_rot", oldPw, "tenant_rot")

@@ -82,16 +82,34 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	_ = os.Remove(pwfile)
-	opts := fmt.Sprintf("-p %d -h 127.0.0.1 -k %s -c fsync=off -c max_connections=300", port, dir)
-	if out, err := p.run(ctx, pgCtl, "-D", data, "-l", filepath.Join(dir, "postgres.log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
+	if err := p.Resume(ctx); err != nil {
 		p.cleanup()
-		return nil, fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, log)
+		return nil, err
 	}
 	if v, err := exec.CommandContext(ctx, pgCtl, "--version").Output(); err == nil {
 		p.Version = string(bytes.TrimSpace(v))
 	}
 	return p, nil
+}
+
+// Resume starts the server (again) on its port.
+func (p *Postgres) Resume(ctx context.Context) error {
+	opts := fmt.Sprintf("-p %d -h 127.0.0.1 -k %s -c fsync=off -c max_connections=300", p.Port, p.dir)
+	if out, err := p.run(ctx, p.pgCtl, "-D", filepath.Join(p.dir, "data"), "-l", filepath.Join(p.dir, "postgres.log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(p.dir, "postgres.log"))
+		return fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, log)
+	}
+	return nil
+}
+
+// Pause stops the server and keeps its data, to simulate an outage; Resume starts it again.
+func (p *Postgres) Pause() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if out, err := p.run(ctx, p.pgCtl, "-D", filepath.Join(p.dir, "data"), "-m", "fast", "-w", "stop"); err != nil {
+		return fmt.Errorf("pg_ctl stop: %w\n%s", err, out)
+	}
+	return nil
 }
 
 // URL is a libpq connection URL for database db as the superuser.
@@ -106,14 +124,21 @@ func (p *Postgres) Stop() error {
 	if p == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := p.run(ctx, p.pgCtl, "-D", filepath.Join(p.dir, "data"), "-m", "fast", "-w", "stop")
-	p.cleanup()
-	if err != nil {
-		return fmt.Errorf("pg_ctl stop: %w\n%s", err, out)
+	err := p.Pause()
+	if err != nil && !p.stopped() {
+		p.cleanup()
+		return err
 	}
+	p.cleanup()
 	return nil
+}
+
+// stopped reports whether no server runs on the data directory (pg_ctl status).
+func (p *Postgres) stopped() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := p.run(ctx, p.pgCtl, "-D", filepath.Join(p.dir, "data"), "status")
+	return err != nil
 }
 
 func (p *Postgres) cleanup() { _ = os.RemoveAll(p.dir) }

@@ -1,0 +1,118 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/postgres"
+)
+
+// DatabaseServerReconciler checks that custos can administer a PostgreSQL server and reports its version.
+type DatabaseServerReconciler struct {
+	Client client.Client
+	// APIReader reads Secrets the cache does not hold (admin credentials carry no custos label).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	// Namespace is the manager's namespace, where the admin Secrets are.
+	Namespace string
+	// Recheck is how often a Ready server is checked again; a failing one is retried after RetryAfter.
+	Recheck, RetryAfter time.Duration
+}
+
+// +kubebuilder:rbac:groups=custos.io,resources=databaseservers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=custos.io,resources=databaseservers/status,verbs=get;update;patch
+
+// Reconcile connects to the server with the admin Secret and records Ready, its reason and the server version.
+func (r *DatabaseServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var s custosv1alpha1.DatabaseServer
+	if err := r.Client.Get(ctx, req.NamespacedName, &s); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	base := s.DeepCopy()
+	logger := log.FromContext(ctx).WithValues("databaseServer", s.Name)
+
+	ok, reason, msg, version := r.check(ctx, &s)
+	now := metav1.NewTime(r.Clock.Now())
+	s.Status.LastCheckedAt = &now
+	s.Status.ObservedGeneration = s.Generation
+	if version != "" {
+		s.Status.Version = version
+	}
+	wasReady := conditionTrue(base.Status.Conditions, custosv1alpha1.ConditionReady)
+	setCondition(&s.Status.Conditions, s.Generation, custosv1alpha1.ConditionReady, ok, reason, msg)
+	if ok != wasReady || len(base.Status.Conditions) == 0 {
+		typ := corev1.EventTypeNormal
+		if !ok {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(&s, nil, typ, reason, "Check", msg)
+		logger.Info("Checked the database server", "ready", ok, "reason", reason)
+	}
+	if err := r.Client.Status().Patch(ctx, &s, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	if !ok {
+		return ctrl.Result{RequeueAfter: r.RetryAfter}, nil
+	}
+	return ctrl.Result{RequeueAfter: r.Recheck}, nil
+}
+
+func (r *DatabaseServerReconciler) check(ctx context.Context, s *custosv1alpha1.DatabaseServer) (ok bool, reason, msg, version string) {
+	cfg, err := adminConfig(ctx, r.APIReader, r.Namespace, s)
+	var secErr *errSecret
+	if errors.As(err, &secErr) {
+		return false, custosv1alpha1.ReasonSecretMissing, secErr.Error(), ""
+	}
+	if err != nil {
+		return false, custosv1alpha1.ReasonUnreachable, err.Error(), ""
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	srv, err := postgres.Connect(cctx, cfg)
+	if err != nil {
+		reason := postgres.FailureReason(err)
+		if reason == "" {
+			reason = custosv1alpha1.ReasonUnreachable
+		}
+		return false, reason, fmt.Sprintf("cannot connect to %s:%d as %s: %s", cfg.Host, cfg.Port, cfg.User, err), ""
+	}
+	defer func() { _ = srv.Close(ctx) }()
+	version, err = srv.Version(cctx)
+	if err != nil {
+		return false, custosv1alpha1.ReasonUnreachable, err.Error(), ""
+	}
+	if n, err := srv.CountTenantDatabases(cctx); err == nil {
+		s.Status.Tenants = int32(n)
+	}
+	return true, custosv1alpha1.ReasonReconciled, fmt.Sprintf("connected to PostgreSQL %s at %s:%d", version, cfg.Host, cfg.Port), version
+}
+
+func conditionTrue(conds []metav1.Condition, typ string) bool {
+	for _, c := range conds {
+		if c.Type == typ {
+			return c.Status == metav1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// SetupWithManager registers the reconciler.
+func (r *DatabaseServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&custosv1alpha1.DatabaseServer{}).
+		Named("databaseserver").
+		Complete(r)
+}

@@ -1,0 +1,546 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/postgres"
+)
+
+// TenantReconciler provisions a tenant: namespaces with quota, limits, network isolation and owner bindings; a
+// PostgreSQL database and role of its own; credentials Secrets. Every step is idempotent and corrects drift.
+type TenantReconciler struct {
+	Client client.Client
+	// APIReader reads what the cache does not hold: namespaces that may lack custos' label, admin Secrets.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	// Namespace is the manager's namespace: admin Secrets and the master copy of each tenant's password.
+	Namespace string
+	// Resync is how often a provisioned tenant is checked again for drift outside Kubernetes (its database).
+	Resync time.Duration
+	// RetryAfter is the wait before retrying a step that failed on something outside Kubernetes.
+	RetryAfter time.Duration
+	// LookupHost resolves a database server's host for the egress NetworkPolicy; net.DefaultResolver when nil.
+	LookupHost func(ctx context.Context, host string) ([]string, error)
+}
+
+// +kubebuilder:rbac:groups=custos.io,resources=tenants,verbs=get;list;watch
+// +kubebuilder:rbac:groups=custos.io,resources=tenants/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=custos.io,resources=retentionpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;update;patch
+// Secrets everywhere: credentials Secrets are written into tenant namespaces, which custos creates at run time.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=resourcequotas;limitranges,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;create;update;patch;delete
+// Binding owners to "admin" needs bind on that ClusterRole only, not admin's permissions themselves.
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=admin
+
+// tenantScope is what one reconcile reads and decides.
+type tenantScope struct {
+	tenant *custosv1alpha1.Tenant
+	policy *custosv1alpha1.RetentionPolicy
+	server *custosv1alpha1.DatabaseServer
+	// requeue is the earliest requested requeue (0: none).
+	requeue time.Duration
+}
+
+func (s *tenantScope) requeueAfter(d time.Duration) {
+	if d > 0 && (s.requeue == 0 || d < s.requeue) {
+		s.requeue = d
+	}
+}
+
+// errStop ends the reconcile's steps without an error: a condition already says what a person must do.
+var errStop = errors.New("stopped: see conditions")
+
+// Reconcile runs the provisioning steps in order and writes status once.
+func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	var t custosv1alpha1.Tenant
+	if err := r.Client.Get(ctx, req.NamespacedName, &t); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	logger := log.FromContext(ctx).WithValues("tenant", t.Name)
+	ctx = log.IntoContext(ctx, logger)
+	switch t.Status.Phase {
+	case "", custosv1alpha1.TenantPending, custosv1alpha1.TenantProvisioning, custosv1alpha1.TenantActive:
+	default:
+		// The exit phases belong to the lifecycle controller; provisioning must never recreate what an exit removed.
+		return ctrl.Result{}, nil
+	}
+	base := t.DeepCopy()
+	scope := &tenantScope{tenant: &t}
+
+	defer func() {
+		r.summarise(scope, retErr)
+		if !equality.Semantic.DeepEqual(base.Status, t.Status) {
+			if err := r.Client.Status().Patch(ctx, &t, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+				retErr = errors.Join(retErr, err)
+			}
+		}
+		if retErr == nil {
+			res = ctrl.Result{RequeueAfter: scope.requeue}
+		}
+	}()
+
+	for _, step := range []func(context.Context, *tenantScope) error{r.resolve, r.ensureNamespaces, r.ensureDatabase} {
+		if err := step(ctx, scope); err != nil {
+			if errors.Is(err, errStop) {
+				return ctrl.Result{}, nil
+			}
+			return ctrl.Result{}, err
+		}
+	}
+	scope.requeueAfter(r.Resync)
+	return ctrl.Result{}, nil
+}
+
+// summarise sets Ready, phase and observedGeneration from the step conditions.
+func (r *TenantReconciler) summarise(s *tenantScope, err error) {
+	t := s.tenant
+	if s.server == nil {
+		// resolve refused (refuse set Ready) or could not read; nothing was touched.
+		if t.Status.Phase != custosv1alpha1.TenantActive {
+			t.Status.Phase = custosv1alpha1.TenantPending
+		}
+		return
+	}
+	if err == nil && conditionTrue(t.Status.Conditions, custosv1alpha1.ConditionNamespacesReady) &&
+		conditionTrue(t.Status.Conditions, custosv1alpha1.ConditionDatabaseReady) {
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, true, custosv1alpha1.ReasonReconciled,
+			fmt.Sprintf("%d namespace(s) and database %s are provisioned and isolated", len(t.Status.Namespaces), t.DatabaseName()))
+		t.Status.Phase = custosv1alpha1.TenantActive
+		t.Status.ObservedGeneration = t.Generation
+		return
+	}
+	reason, msg := custosv1alpha1.ReasonProgressing, "provisioning"
+	for _, typ := range []string{custosv1alpha1.ConditionDatabaseReady, custosv1alpha1.ConditionNamespacesReady} {
+		if c := findCondition(t.Status.Conditions, typ); c != nil && c.Status != metav1.ConditionTrue {
+			reason, msg = c.Reason, c.Message
+		}
+	}
+	if err != nil {
+		reason, msg = "ProvisioningFailed", err.Error()
+	}
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reason, msg)
+	if t.Status.Phase != custosv1alpha1.TenantActive {
+		t.Status.Phase = custosv1alpha1.TenantProvisioning
+	}
+}
+
+func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == typ {
+			return &conds[i]
+		}
+	}
+	return nil
+}
+
+// refuse records why nothing can be provisioned and stops the steps; nothing has been touched.
+func (r *TenantReconciler) refuse(s *tenantScope, reason, msg string) error {
+	t := s.tenant
+	if c := findCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c == nil || c.Reason != reason || c.Message != msg {
+		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reason, "Provision", msg)
+	}
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reason, msg)
+	s.requeueAfter(r.RetryAfter)
+	return errStop
+}
+
+// resolve finds the RetentionPolicy and DatabaseServer and checks the server's jurisdiction against the policy.
+func (r *TenantReconciler) resolve(ctx context.Context, s *tenantScope) error {
+	t := s.tenant
+	var policy custosv1alpha1.RetentionPolicy
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: t.Spec.RetentionPolicyRef.Name}, &policy); err != nil {
+		if apierrors.IsNotFound(err) {
+			return r.refuse(s, custosv1alpha1.ReasonNotFound, fmt.Sprintf(
+				"RetentionPolicy %q not found: create it or correct spec.retentionPolicyRef; nothing is provisioned until it exists", t.Spec.RetentionPolicyRef.Name))
+		}
+		return err
+	}
+	var server custosv1alpha1.DatabaseServer
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: t.Spec.Database.ServerRef.Name}, &server); err != nil {
+		if apierrors.IsNotFound(err) {
+			return r.refuse(s, custosv1alpha1.ReasonNotFound, fmt.Sprintf(
+				"DatabaseServer %q not found: create it or correct spec.database.serverRef; nothing is provisioned until it exists", t.Spec.Database.ServerRef.Name))
+		}
+		return err
+	}
+	if !custosv1alpha1.JurisdictionAdmitted(policy.Spec.AllowedJurisdictions, server.Spec.Jurisdiction) {
+		return r.refuse(s, custosv1alpha1.ReasonJurisdictionRefused, fmt.Sprintf(
+			"DatabaseServer %q is in %s, which RetentionPolicy %q does not allow (allowedJurisdictions: %v): use a server in an allowed jurisdiction; nothing is provisioned",
+			server.Name, server.Spec.Jurisdiction, policy.Name, policy.Spec.AllowedJurisdictions))
+	}
+	s.policy, s.server = &policy, &server
+	return nil
+}
+
+// ensureNamespaces creates the tenant's namespaces, refusing any existing namespace without the tenant's label,
+// then puts quota, limits, network policies and owner bindings in each.
+func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope) error {
+	t := s.tenant
+	names := t.NamespaceNames()
+	existing := map[string]*corev1.Namespace{}
+	// Check every namespace before creating any: a refusal must leave nothing half-made.
+	for _, name := range names {
+		var ns corev1.Namespace
+		err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, &ns)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return err
+		}
+		if ns.Labels[custosv1alpha1.LabelTenant] != t.Name {
+			msg := fmt.Sprintf("namespace %q exists and is not labelled %s=%s: custos never adopts a namespace it did not create; choose another name in spec.namespaces or delete that namespace",
+				name, custosv1alpha1.LabelTenant, t.Name)
+			if c := findCondition(t.Status.Conditions, custosv1alpha1.ConditionNamespacesReady); c == nil || c.Message != msg {
+				r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonNamespaceNotOwned, "Provision", msg)
+			}
+			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, false, custosv1alpha1.ReasonNamespaceNotOwned, msg)
+			s.requeueAfter(r.RetryAfter)
+			return errStop
+		}
+		existing[name] = &ns
+	}
+	ips, err := r.serverIPs(ctx, s.server.Spec.Host)
+	if err != nil {
+		log.FromContext(ctx).Info("Could not resolve the database host for the egress policy; retrying", "host", s.server.Spec.Host, "error", err.Error())
+		s.requeueAfter(r.RetryAfter)
+	}
+	statuses := make([]custosv1alpha1.NamespaceStatus, 0, len(names))
+	for _, name := range names {
+		ns := existing[name]
+		if ns == nil {
+			ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: tenantLabels(t)}}
+			if err := r.Client.Create(ctx, ns); err != nil {
+				return fmt.Errorf("creating namespace %s: %w", name, err)
+			}
+			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "NamespaceCreated", "Provision", "Created namespace %s", name)
+		}
+		if ns.DeletionTimestamp != nil {
+			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, false, custosv1alpha1.ReasonProgressing,
+				fmt.Sprintf("namespace %s is being deleted; it is created again once it is gone", name))
+			s.requeueAfter(5 * time.Second)
+			return errStop
+		}
+		if err := r.ensureInNamespace(ctx, s, name, ips); err != nil {
+			return fmt.Errorf("namespace %s: %w", name, err)
+		}
+		statuses = append(statuses, custosv1alpha1.NamespaceStatus{Name: name, UID: string(ns.UID)})
+	}
+	t.Status.Namespaces = statuses
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, true, custosv1alpha1.ReasonReconciled,
+		fmt.Sprintf("%d namespace(s) with quota, limits, default-deny network policies and owner bindings", len(names)))
+	return nil
+}
+
+func (r *TenantReconciler) serverIPs(ctx context.Context, host string) ([]net.IP, error) {
+	if ip := net.ParseIP(host); ip != nil {
+		return []net.IP{ip}, nil
+	}
+	lookup := r.LookupHost
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupHost
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, err := lookup(cctx, host)
+	if err != nil {
+		return nil, err
+	}
+	var ips []net.IP
+	for _, a := range addrs {
+		if ip := net.ParseIP(a); ip != nil {
+			ips = append(ips, ip)
+		}
+	}
+	return ips, nil
+}
+
+// ensureInNamespace writes quota, limits, network policies and the owners' RoleBinding into one namespace.
+func (r *TenantReconciler) ensureInNamespace(ctx context.Context, s *tenantScope, ns string, serverIPs []net.IP) error {
+	t := s.tenant
+	labels := tenantLabels(t)
+
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: quotaName, Namespace: ns}}
+	if t.Spec.Quota != nil {
+		if err := r.apply(ctx, quota, func() {
+			quota.Labels = mergeLabels(quota.Labels, labels)
+			quota.Spec = corev1.ResourceQuotaSpec{Hard: t.Spec.Quota.Hard}
+		}); err != nil {
+			return err
+		}
+	} else if err := r.deleteOwned(ctx, quota, t); err != nil {
+		return err
+	}
+
+	limits := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: limitRangeName, Namespace: ns}}
+	if t.Spec.Limits != nil {
+		if err := r.apply(ctx, limits, func() {
+			limits.Labels = mergeLabels(limits.Labels, labels)
+			limits.Spec = corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
+				Type: corev1.LimitTypeContainer, Default: t.Spec.Limits.Default, DefaultRequest: t.Spec.Limits.DefaultRequest, Max: t.Spec.Limits.Max,
+			}}}
+		}); err != nil {
+			return err
+		}
+	} else if err := r.deleteOwned(ctx, limits, t); err != nil {
+		return err
+	}
+
+	specs := networkPolicies(t, ns, s.server, serverIPs)
+	for _, name := range []string{policyDefaultDeny, policyAllowTenant, policyAllowDNS, policyAllowDatabase} {
+		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+		spec, ok := specs[name]
+		if !ok {
+			if err := r.deleteOwned(ctx, np, t); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := r.apply(ctx, np, func() {
+			np.Labels = mergeLabels(np.Labels, labels)
+			np.Spec = spec
+		}); err != nil {
+			return err
+		}
+	}
+
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ownersBindingName, Namespace: ns}}
+	if len(t.Spec.Owners) > 0 {
+		if err := r.apply(ctx, rb, func() {
+			rb.Labels = mergeLabels(rb.Labels, labels)
+			rb.RoleRef = rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"}
+			rb.Subjects = ownerSubjects(t)
+		}); err != nil {
+			if apierrors.IsInvalid(err) {
+				// roleRef is immutable; a changed one means delete and create.
+				if derr := r.Client.Delete(ctx, rb); derr != nil && !apierrors.IsNotFound(derr) {
+					return derr
+				}
+			}
+			return err
+		}
+	} else if err := r.deleteOwned(ctx, rb, t); err != nil {
+		return err
+	}
+	return nil
+}
+
+// apply creates obj or updates it to what mutate sets (drift is overwritten).
+func (r *TenantReconciler) apply(ctx context.Context, obj client.Object, mutate func()) error {
+	_, err := controllerutil.CreateOrUpdate(ctx, r.Client, obj, func() error { mutate(); return nil })
+	return err
+}
+
+// deleteOwned deletes obj if it exists and carries the tenant's label; anything else is left alone.
+func (r *TenantReconciler) deleteOwned(ctx context.Context, obj client.Object, t *custosv1alpha1.Tenant) error {
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if obj.GetLabels()[custosv1alpha1.LabelTenant] != t.Name {
+		return nil
+	}
+	return client.IgnoreNotFound(r.Client.Delete(ctx, obj))
+}
+
+// ensureDatabase creates or corrects the tenant's role and database, keeps the master copy of the password in the
+// manager's namespace, rotates it when asked, and writes the credentials Secret into each tenant namespace.
+func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) error {
+	t := s.tenant
+	dbFail := func(reason, msg string) error {
+		if c := findCondition(t.Status.Conditions, custosv1alpha1.ConditionDatabaseReady); c == nil || c.Message != msg {
+			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reason, "Provision", msg)
+		}
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionDatabaseReady, false, reason, msg)
+		s.requeueAfter(r.RetryAfter)
+		return errStop
+	}
+	cfg, err := adminConfig(ctx, r.APIReader, r.Namespace, s.server)
+	var secErr *errSecret
+	if errors.As(err, &secErr) {
+		return dbFail(custosv1alpha1.ReasonSecretMissing, fmt.Sprintf("DatabaseServer %q: %s", s.server.Name, secErr.Error()))
+	}
+	if err != nil {
+		return err
+	}
+
+	now := r.Clock.Now()
+	rotate := false
+	if at := t.Spec.Database.RotatePasswordAt; at != nil {
+		var honoured *metav1.Time
+		if t.Status.Database != nil {
+			honoured = t.Status.Database.RotationHonoured
+		}
+		switch {
+		case honoured != nil && honoured.Equal(at):
+		case !at.After(now):
+			rotate = true
+		default:
+			s.requeueAfter(at.Sub(now))
+		}
+	}
+	password, fresh, err := r.masterPassword(ctx, t, rotate)
+	if err != nil {
+		return err
+	}
+	verifier, err := postgres.SCRAMVerifier(password)
+	if err != nil {
+		return err
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	srv, err := postgres.Connect(cctx, cfg)
+	if err != nil {
+		reason := postgres.FailureReason(err)
+		if reason == "" {
+			reason = custosv1alpha1.ReasonUnreachable
+		}
+		return dbFail(reason, fmt.Sprintf("cannot reach DatabaseServer %q (%s:%d): %s", s.server.Name, cfg.Host, cfg.Port, err))
+	}
+	defer func() { _ = srv.Close(ctx) }()
+	name := t.DatabaseName()
+	res, err := srv.EnsureTenant(cctx, postgres.TenantDatabase{
+		Owner: postgres.Owner{Tenant: t.Name, UID: string(t.UID)}, Name: name,
+		ConnectionLimit: int(t.Spec.Database.ConnectionLimit), Extensions: t.Spec.Database.Extensions,
+		Verifier: verifier, ResetPassword: fresh,
+	})
+	if errors.Is(err, postgres.ErrNotOwned) {
+		return dbFail(custosv1alpha1.ReasonDatabaseNotOwned, fmt.Sprintf(
+			"%s on DatabaseServer %q: custos never adopts a database or role it did not create for this tenant; set spec.database.name to another name", err, s.server.Name))
+	}
+	if err != nil {
+		reason := postgres.FailureReason(err)
+		if reason == "" {
+			reason = "ProvisioningFailed"
+		}
+		return dbFail(reason, postgres.Redact(err.Error(), cfg.Password))
+	}
+	if res.CreatedDB {
+		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "DatabaseCreated", "Provision", "Created database and role %s on %s (OID %d)", name, s.server.Name, res.OID)
+	}
+	for _, ns := range t.NamespaceNames() {
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: credentialsName, Namespace: ns}}
+		if err := r.apply(ctx, sec, func() {
+			sec.Labels = mergeLabels(sec.Labels, tenantLabels(t))
+			sec.Type = corev1.SecretTypeOpaque
+			sec.Data = credentialsData(s.server.Spec.Host, s.server.Spec.Port, cfg.SSLMode, name, name, password)
+		}); err != nil {
+			return fmt.Errorf("writing credentials into namespace %s: %w", ns, err)
+		}
+	}
+	if t.Status.Database == nil {
+		t.Status.Database = &custosv1alpha1.DatabaseStatus{}
+	}
+	t.Status.Database.Server, t.Status.Database.Name, t.Status.Database.Role, t.Status.Database.OID = s.server.Name, name, name, int64(res.OID)
+	if fresh || t.Status.Database.PasswordRotatedAt == nil {
+		at := metav1.NewTime(now)
+		t.Status.Database.PasswordRotatedAt = &at
+		if req := t.Spec.Database.RotatePasswordAt; req != nil && !req.After(now) {
+			t.Status.Database.RotationHonoured = req.DeepCopy()
+		}
+		if rotate {
+			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "PasswordRotated", "Provision", "Rotated the password of role %s", name)
+		}
+	}
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionDatabaseReady, true, custosv1alpha1.ReasonReconciled,
+		fmt.Sprintf("database %s (OID %d) on %s, reachable only by its own role; credentials in Secret %s of each tenant namespace", name, res.OID, s.server.Name, credentialsName))
+	return nil
+}
+
+// masterPassword returns the tenant's database password from its master Secret in the manager's namespace,
+// creating it (fresh=true) when missing or when rotate asks for a new one. The master copy is written before
+// the role is changed, so a crash in between is repaired by the next reconcile.
+func (r *TenantReconciler) masterPassword(ctx context.Context, t *custosv1alpha1.Tenant, rotate bool) (string, bool, error) {
+	key := client.ObjectKey{Namespace: r.Namespace, Name: masterSecretPrefix + t.Name}
+	var sec corev1.Secret
+	err := r.Client.Get(ctx, key, &sec)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return "", false, err
+	}
+	if err == nil && !rotate && len(sec.Data[masterPasswordKey]) > 0 && sec.Labels[custosv1alpha1.LabelTenant] == t.Name {
+		return string(sec.Data[masterPasswordKey]), false, nil
+	}
+	pw, perr := postgres.NewPassword()
+	if perr != nil {
+		return "", false, perr
+	}
+	sec.ObjectMeta = metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, ResourceVersion: sec.ResourceVersion,
+		Labels: mergeLabels(map[string]string{labelPurpose: purposeDBCredentials}, tenantLabels(t))}
+	sec.Type = corev1.SecretTypeOpaque
+	sec.Data = map[string][]byte{masterPasswordKey: []byte(pw)}
+	if apierrors.IsNotFound(err) {
+		err = r.Client.Create(ctx, &sec)
+	} else {
+		err = r.Client.Update(ctx, &sec)
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("writing the master password Secret %s: %w", key, err)
+	}
+	return pw, true, nil
+}
+
+// SetupWithManager registers the reconciler with watches on everything it makes, mapped back by label.
+func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	byLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if name := o.GetLabels()[custosv1alpha1.LabelTenant]; name != "" {
+			return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: name}}}
+		}
+		return nil
+	})
+	byRef := func(match func(*custosv1alpha1.Tenant, string) bool) handler.EventHandler {
+		return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			var list custosv1alpha1.TenantList
+			if err := mgr.GetClient().List(ctx, &list); err != nil {
+				return nil
+			}
+			var out []reconcile.Request
+			for i := range list.Items {
+				if match(&list.Items[i], o.GetName()) {
+					out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: list.Items[i].Name}})
+				}
+			}
+			return out
+		})
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&custosv1alpha1.Tenant{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		Watches(&corev1.Namespace{}, byLabel).
+		Watches(&corev1.ResourceQuota{}, byLabel).
+		Watches(&corev1.LimitRange{}, byLabel).
+		Watches(&networkingv1.NetworkPolicy{}, byLabel).
+		Watches(&rbacv1.RoleBinding{}, byLabel).
+		Watches(&corev1.Secret{}, byLabel).
+		Watches(&custosv1alpha1.RetentionPolicy{}, byRef(func(t *custosv1alpha1.Tenant, n string) bool { return t.Spec.RetentionPolicyRef.Name == n })).
+		Watches(&custosv1alpha1.DatabaseServer{}, byRef(func(t *custosv1alpha1.Tenant, n string) bool { return t.Spec.Database.ServerRef.Name == n }),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
+		Named("tenant").
+		Complete(r)
+}

@@ -1,0 +1,51 @@
+package local
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/custos-io/custos/controllers"
+)
+
+const managerNamespace = "custos-system"
+
+// runningManager is a custos manager started in this process against the suite's API server.
+type runningManager struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startManager runs the controllers until stop is called.
+func startManager() *runningManager {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}
+	if err := k8s.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		Expect(err).NotTo(HaveOccurred())
+	}
+	mgr, err := ctrl.NewManager(controlPlane.Config, ctrl.Options{
+		Scheme:                 controlPlane.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  controllers.CacheOptions(),
+		Controller:             ctrlConfigSkipNameValidation(),
+	})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(controllers.Setup(mgr, controllers.Options{
+		Namespace: managerNamespace, TenantConcurrency: 4, Resync: time.Minute, RetryAfter: 2 * time.Second,
+	})).To(Succeed())
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &runningManager{cancel: cancel, done: make(chan error, 1)}
+	go func() { m.done <- mgr.Start(ctx) }()
+	return m
+}
+
+func (m *runningManager) stop() {
+	m.cancel()
+	Eventually(m.done, 30*time.Second).Should(Receive(BeNil()))
+}
