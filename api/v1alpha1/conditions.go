@@ -28,19 +28,19 @@ const (
 
 // Condition reasons, in CamelCase as metav1.Condition requires.
 const (
-	ReasonReconciled            = "Reconciled"
-	ReasonProgressing           = "Progressing"
-	ReasonNotFound              = "NotFound"
-	ReasonJurisdictionRefused   = "JurisdictionNotAllowed"
-	ReasonScheduleInvalid       = "ScheduleInvalid"
-	ReasonUnreachable           = "Unreachable"
-	ReasonAuthenticationFailed  = "AuthenticationFailed"
-	ReasonTLSFailed             = "TLSFailed"
-	ReasonSecretMissing         = "SecretMissing"
-	ReasonNamespaceNotOwned     = "NamespaceNotOwned"
-	ReasonDatabaseNotOwned      = "DatabaseNotOwned"
-	ReasonLegalHoldActive       = "LegalHoldActive"
-	ReasonLegalHoldExpired      = "LegalHoldExpired"
+	ReasonReconciled           = "Reconciled"
+	ReasonProgressing          = "Progressing"
+	ReasonNotFound             = "NotFound"
+	ReasonJurisdictionRefused  = "JurisdictionNotAllowed"
+	ReasonScheduleInvalid      = "ScheduleInvalid"
+	ReasonUnreachable          = "Unreachable"
+	ReasonAuthenticationFailed = "AuthenticationFailed"
+	ReasonTLSFailed            = "TLSFailed"
+	ReasonSecretMissing        = "SecretMissing"
+	ReasonNamespaceNotOwned    = "NamespaceNotOwned"
+	ReasonDatabaseNotOwned     = "DatabaseNotOwned"
+	ReasonLegalHoldActive      = "LegalHoldActive"
+	ReasonLegalHoldExpired     = "LegalHoldExpired"
 )
 
 // Labels and annotations custos puts on what it creates.
