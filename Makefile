@@ -84,6 +84,10 @@ test-unit: ## Only the unit specs (no harness needed).
 test-integration: tools-test ## Only the integration and validation specs (envtest + PostgreSQL + restic).
 	$(GINKGO) $(GINKGO_FLAGS) ./e2e/local
 
+.PHONY: bench-provision
+bench-provision: tools-test build ## Apply 1,000 Tenants at once against envtest + PostgreSQL; time, peak RSS, idle CPU vs a baseline.
+	go run ./hack/bench/provision -tenants $${TENANTS:-1000}
+
 .PHONY: help
 help:
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)

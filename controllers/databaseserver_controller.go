@@ -30,6 +30,8 @@ type DatabaseServerReconciler struct {
 	Namespace string
 	// Recheck is how often a Ready server is checked again; a failing one is retried after RetryAfter.
 	Recheck, RetryAfter time.Duration
+	// Pools holds one administrative connection pool per DatabaseServer.
+	Pools *postgres.Pools
 }
 
 // +kubebuilder:rbac:groups=custos.io,resources=databaseservers,verbs=get;list;watch
@@ -81,7 +83,7 @@ func (r *DatabaseServerReconciler) check(ctx context.Context, s *custosv1alpha1.
 	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	srv, err := postgres.Connect(cctx, cfg)
+	srv, err := r.Pools.Server(cctx, s.Name, cfg)
 	if err != nil {
 		reason := postgres.FailureReason(err)
 		if reason == "" {

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/postgres"
 )
 
 // Options configure the controllers.
@@ -69,14 +70,15 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = 30 * time.Second
 	}
+	pools := &postgres.Pools{MaxConns: int32(opts.TenantConcurrency) + 1}
 	if err := (&DatabaseServerReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-databaseserver"),
-		Clock: opts.Clock, Namespace: opts.Namespace, Recheck: 5 * time.Minute, RetryAfter: opts.RetryAfter,
+		Clock: opts.Clock, Namespace: opts.Namespace, Recheck: 5 * time.Minute, RetryAfter: opts.RetryAfter, Pools: pools,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return (&TenantReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-tenant"),
-		Clock: opts.Clock, Namespace: opts.Namespace, Resync: opts.Resync, RetryAfter: opts.RetryAfter,
+		Clock: opts.Clock, Namespace: opts.Namespace, Resync: opts.Resync, RetryAfter: opts.RetryAfter, Pools: pools,
 	}).SetupWithManager(mgr, opts.TenantConcurrency)
 }

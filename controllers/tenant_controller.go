@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,6 +46,18 @@ type TenantReconciler struct {
 	RetryAfter time.Duration
 	// LookupHost resolves a database server's host for the egress NetworkPolicy; net.DefaultResolver when nil.
 	LookupHost func(ctx context.Context, host string) ([]string, error)
+	// Pools holds one administrative connection pool per DatabaseServer.
+	Pools *postgres.Pools
+
+	// inDatabaseChecked remembers, per tenant UID, the generation and time of the last check inside the tenant
+	// database (schema ownership, extensions), which costs a connection: it is repeated on a spec change and
+	// every Resync. Only an optimisation: after a restart every tenant is checked once more.
+	inDatabaseChecked sync.Map
+}
+
+type inDatabaseCheck struct {
+	generation int64
+	at         time.Time
 }
 
 // +kubebuilder:rbac:groups=custos.io,resources=tenants,verbs=get;list;watch
@@ -391,32 +404,17 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 	}
 
 	now := r.Clock.Now()
-	rotate := false
-	if at := t.Spec.Database.RotatePasswordAt; at != nil {
-		var honoured *metav1.Time
-		if t.Status.Database != nil {
-			honoured = t.Status.Database.RotationHonoured
-		}
-		switch {
-		case honoured != nil && honoured.Equal(at):
-		case !at.After(now):
-			rotate = true
-		default:
-			s.requeueAfter(at.Sub(now))
-		}
+	if at := t.Spec.Database.RotatePasswordAt; at != nil && at.After(now) {
+		s.requeueAfter(at.Sub(now))
 	}
-	password, fresh, err := r.masterPassword(ctx, t, rotate)
-	if err != nil {
-		return err
-	}
-	verifier, err := postgres.SCRAMVerifier(password)
+	password, fresh, rotated, err := r.masterPassword(ctx, t, now)
 	if err != nil {
 		return err
 	}
 
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	srv, err := postgres.Connect(cctx, cfg)
+	srv, err := r.Pools.Server(cctx, s.server.Name, cfg)
 	if err != nil {
 		reason := postgres.FailureReason(err)
 		if reason == "" {
@@ -426,10 +424,12 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 	}
 	defer func() { _ = srv.Close(ctx) }()
 	name := t.DatabaseName()
+	last, seen := r.inDatabaseChecked.Load(t.UID)
+	inDB := !seen || last.(inDatabaseCheck).generation != t.Generation || now.Sub(last.(inDatabaseCheck).at) >= r.Resync
 	res, err := srv.EnsureTenant(cctx, postgres.TenantDatabase{
 		Owner: postgres.Owner{Tenant: t.Name, UID: string(t.UID)}, Name: name,
 		ConnectionLimit: int(t.Spec.Database.ConnectionLimit), Extensions: t.Spec.Database.Extensions,
-		Verifier: verifier, ResetPassword: fresh,
+		Password: password, ResetPassword: fresh, InDatabase: inDB,
 	})
 	if errors.Is(err, postgres.ErrNotOwned) {
 		return dbFail(custosv1alpha1.ReasonDatabaseNotOwned, fmt.Sprintf(
@@ -441,6 +441,9 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 			reason = "ProvisioningFailed"
 		}
 		return dbFail(reason, postgres.Redact(err.Error(), cfg.Password))
+	}
+	if inDB || res.CreatedDB {
+		r.inDatabaseChecked.Store(t.UID, inDatabaseCheck{generation: t.Generation, at: now})
 	}
 	if res.CreatedDB {
 		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "DatabaseCreated", "Provision", "Created database and role %s on %s (OID %d)", name, s.server.Name, res.OID)
@@ -465,7 +468,7 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 		if req := t.Spec.Database.RotatePasswordAt; req != nil && !req.After(now) {
 			t.Status.Database.RotationHonoured = req.DeepCopy()
 		}
-		if rotate {
+		if rotated {
 			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "PasswordRotated", "Provision", "Rotated the password of role %s", name)
 		}
 	}
@@ -474,36 +477,52 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 	return nil
 }
 
-// masterPassword returns the tenant's database password from its master Secret in the manager's namespace,
-// creating it (fresh=true) when missing or when rotate asks for a new one. The master copy is written before
-// the role is changed, so a crash in between is repaired by the next reconcile.
-func (r *TenantReconciler) masterPassword(ctx context.Context, t *custosv1alpha1.Tenant, rotate bool) (string, bool, error) {
+// annotationRotationHonoured on the master password Secret is the spec.database.rotatePasswordAt value the
+// current password answers. It lives on the Secret, written together with the password and read live, so that
+// a stale cache can never rotate twice for one request.
+const annotationRotationHonoured = "custos.io/rotation-honoured"
+
+// masterPassword returns the tenant's database password from its master Secret in the manager's namespace. It
+// makes a new one when the Secret is missing (fresh) or when spec.database.rotatePasswordAt asks for a rotation
+// that has come and is not yet honoured (fresh and rotated). The master copy is written before the role is
+// changed, so a crash in between is repaired by the next reconcile.
+func (r *TenantReconciler) masterPassword(ctx context.Context, t *custosv1alpha1.Tenant, now time.Time) (password string, fresh, rotated bool, err error) {
 	key := client.ObjectKey{Namespace: r.Namespace, Name: masterSecretPrefix + t.Name}
+	request := ""
+	if at := t.Spec.Database.RotatePasswordAt; at != nil && !at.After(now) {
+		request = at.UTC().Format(time.RFC3339)
+	}
 	var sec corev1.Secret
-	err := r.Client.Get(ctx, key, &sec)
+	err = r.APIReader.Get(ctx, key, &sec)
 	if err != nil && !apierrors.IsNotFound(err) {
-		return "", false, err
+		return "", false, false, err
 	}
-	if err == nil && !rotate && len(sec.Data[masterPasswordKey]) > 0 && sec.Labels[custosv1alpha1.LabelTenant] == t.Name {
-		return string(sec.Data[masterPasswordKey]), false, nil
+	exists := err == nil
+	if exists && sec.Labels[custosv1alpha1.LabelTenant] != t.Name {
+		return "", false, false, fmt.Errorf("Secret %s exists without the label %s=%s; custos does not overwrite it", key, custosv1alpha1.LabelTenant, t.Name)
 	}
-	pw, perr := postgres.NewPassword()
-	if perr != nil {
-		return "", false, perr
+	if exists && len(sec.Data[masterPasswordKey]) > 0 && sec.Annotations[annotationRotationHonoured] == request {
+		return string(sec.Data[masterPasswordKey]), false, false, nil
+	}
+	rotated = exists && len(sec.Data[masterPasswordKey]) > 0
+	pw, err := postgres.NewPassword()
+	if err != nil {
+		return "", false, false, err
 	}
 	sec.ObjectMeta = metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, ResourceVersion: sec.ResourceVersion,
-		Labels: mergeLabels(map[string]string{labelPurpose: purposeDBCredentials}, tenantLabels(t))}
+		Labels:      mergeLabels(map[string]string{labelPurpose: purposeDBCredentials}, tenantLabels(t)),
+		Annotations: map[string]string{annotationRotationHonoured: request}}
 	sec.Type = corev1.SecretTypeOpaque
 	sec.Data = map[string][]byte{masterPasswordKey: []byte(pw)}
-	if apierrors.IsNotFound(err) {
-		err = r.Client.Create(ctx, &sec)
+	if exists {
+		err = r.Client.Update(ctx, &sec) // optimistic: a concurrent writer makes this fail and the reconcile retry
 	} else {
-		err = r.Client.Update(ctx, &sec)
+		err = r.Client.Create(ctx, &sec)
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("writing the master password Secret %s: %w", key, err)
+		return "", false, false, fmt.Errorf("writing the master password Secret %s: %w", key, err)
 	}
-	return pw, true, nil
+	return pw, true, rotated, nil
 }
 
 // SetupWithManager registers the reconciler with watches on everything it makes, mapped back by label.

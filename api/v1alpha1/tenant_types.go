@@ -167,7 +167,7 @@ type TenantOwner struct {
 }
 
 // TenantDatabase is the tenant's PostgreSQL database and its owning role.
-// +kubebuilder:validation:XValidation:rule="(has(self.name) ? self.name : ”) == (has(oldSelf.name) ? oldSelf.name : ”)",message="database.name is immutable: the tenant's data lives in the database of that name"
+// +kubebuilder:validation:XValidation:rule="has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",message="database.name is immutable: the tenant's data lives in the database of that name"
 // +kubebuilder:validation:XValidation:rule="self.serverRef == oldSelf.serverRef",message="database.serverRef is immutable: moving a tenant to another server is a migration, not an edit"
 type TenantDatabase struct {
 	// serverRef names the DatabaseServer the database lives on. Its jurisdiction must be admitted by the

@@ -81,10 +81,18 @@ func Redact(msg, password string) string {
 	return strings.ReplaceAll(msg, url.QueryEscape(password), "<redacted>")
 }
 
-// Server is an administrative session on one PostgreSQL server.
+// db is what Server needs of a connection or a pool.
+type db interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Server is an administrative session (a connection or a pool) on one PostgreSQL server.
 type Server struct {
-	cfg  ConnConfig
-	conn *pgx.Conn
+	cfg   ConnConfig
+	conn  db
+	close func(context.Context) error
 }
 
 // Connect opens an administrative session on the maintenance database.
@@ -93,7 +101,7 @@ func Connect(ctx context.Context, cfg ConnConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, conn: conn}, nil
+	return &Server{cfg: cfg, conn: conn, close: conn.Close}, nil
 }
 
 // connect opens a session on database db, trusting cfg.CAPEM when given; errors never carry the password.
@@ -102,22 +110,31 @@ func (c ConnConfig) connect(ctx context.Context, db string) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, errors.New(Redact(err.Error(), c.Password))
 	}
-	if len(c.CAPEM) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(c.CAPEM) {
-			return nil, errors.New("the CA bundle holds no PEM certificate")
-		}
-		for _, t := range append([]*tls.Config{pc.TLSConfig}, fallbackTLS(pc)...) {
-			if t != nil {
-				t.RootCAs = pool
-			}
-		}
+	if err := c.trustCA(pc); err != nil {
+		return nil, err
 	}
 	conn, err := pgx.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, errors.New(Redact(err.Error(), c.Password))
 	}
 	return conn, nil
+}
+
+// trustCA makes every TLS config of pc (and its fallbacks) trust CAPEM instead of the system roots.
+func (c ConnConfig) trustCA(pc *pgx.ConnConfig) error {
+	if len(c.CAPEM) == 0 {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(c.CAPEM) {
+		return errors.New("the CA bundle holds no PEM certificate")
+	}
+	for _, t := range append([]*tls.Config{pc.TLSConfig}, fallbackTLS(pc)...) {
+		if t != nil {
+			t.RootCAs = pool
+		}
+	}
+	return nil
 }
 
 func fallbackTLS(pc *pgx.ConnConfig) []*tls.Config {
@@ -129,7 +146,7 @@ func fallbackTLS(pc *pgx.ConnConfig) []*tls.Config {
 }
 
 // Close ends the session.
-func (s *Server) Close(ctx context.Context) error { return s.conn.Close(ctx) }
+func (s *Server) Close(ctx context.Context) error { return s.close(ctx) }
 
 // Version is the server's server_version.
 func (s *Server) Version(ctx context.Context) (string, error) {
@@ -157,10 +174,13 @@ type TenantDatabase struct {
 	Name            string
 	ConnectionLimit int
 	Extensions      []string
-	// Verifier is the SCRAM verifier of the role's password (SCRAMVerifier). It is set when the role is created,
-	// and on an existing role only when ResetPassword is true.
-	Verifier      string
+	// Password of the role. It is set (as a SCRAM verifier, never in clear) when the role is created, and on an
+	// existing role only when ResetPassword is true.
+	Password      string
 	ResetPassword bool
+	// InDatabase asks to check inside the database too (public schema ownership, extensions); it always happens
+	// when the database is created. It costs a connection to the tenant database.
+	InDatabase bool
 }
 
 // EnsureResult reports what EnsureTenant found and did.
@@ -202,14 +222,20 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 	if dbExists && dbComment != comment {
 		return res, fmt.Errorf("database %s %w (its comment is %q)", want.Name, ErrNotOwned, dbComment)
 	}
-	if !roleExists {
-		if want.Verifier == "" {
-			return res, fmt.Errorf("role %s does not exist and no password was given to create it", want.Name)
+	verifier := ""
+	if !roleExists || want.ResetPassword {
+		if want.Password == "" {
+			return res, fmt.Errorf("role %s: no password given to set", want.Name)
 		}
+		if verifier, err = SCRAMVerifier(want.Password); err != nil {
+			return res, err
+		}
+	}
+	if !roleExists {
 		// The comment is written in the same transaction, so a role without it is never ours.
 		if err := s.tx(ctx,
 			fmt.Sprintf("CREATE ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT %d PASSWORD %s",
-				id, want.ConnectionLimit, quoteLiteral(want.Verifier)),
+				id, want.ConnectionLimit, quoteLiteral(verifier)),
 			fmt.Sprintf("COMMENT ON ROLE %s IS %s", id, quoteLiteral(comment)),
 		); err != nil {
 			return res, fmt.Errorf("creating role %s: %w", want.Name, err)
@@ -217,8 +243,8 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 		res.CreatedRole, res.PasswordSet = true, true
 	} else {
 		stmt := fmt.Sprintf("ALTER ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT %d", id, want.ConnectionLimit)
-		if want.ResetPassword && want.Verifier != "" {
-			stmt += " PASSWORD " + quoteLiteral(want.Verifier)
+		if want.ResetPassword {
+			stmt += " PASSWORD " + quoteLiteral(verifier)
 			res.PasswordSet = true
 		}
 		if _, err := s.conn.Exec(ctx, stmt); err != nil {
@@ -244,6 +270,9 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 	}
 	if err := s.conn.QueryRow(ctx, "SELECT oid FROM pg_database WHERE datname = $1", want.Name).Scan(&res.OID); err != nil {
 		return res, fmt.Errorf("reading the OID of database %s: %w", want.Name, err)
+	}
+	if !want.InDatabase && !res.CreatedDB {
+		return res, nil
 	}
 	made, err := s.ensureInDatabase(ctx, want)
 	res.ExtensionsMade = made

@@ -20,10 +20,8 @@ func connectAs(ctx context.Context, user, password, db string) (*pgx.Conn, error
 func provision(ctx context.Context, s *Server, tenant string) (string, EnsureResult) {
 	pw, err := NewPassword()
 	Expect(err).NotTo(HaveOccurred())
-	v, err := SCRAMVerifier(pw)
-	Expect(err).NotTo(HaveOccurred())
 	res, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: tenant, UID: "uid-" + tenant}, Name: "tenant_" + tenant,
-		ConnectionLimit: 5, Extensions: []string{"pgcrypto"}, Verifier: v})
+		ConnectionLimit: 5, Extensions: []string{"pgcrypto"}, Password: pw})
 	Expect(err).NotTo(HaveOccurred())
 	return pw, res
 }
@@ -88,7 +86,7 @@ var _ = Describe("Tenant databases on a real PostgreSQL", func() {
 	It("is idempotent and keeps the OID", func(ctx SpecContext) {
 		_, first := provision(ctx, s, "idem")
 		again, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "idem", UID: "uid-idem"}, Name: "tenant_idem",
-			ConnectionLimit: 7, Extensions: []string{"pgcrypto"}})
+			ConnectionLimit: 7, Extensions: []string{"pgcrypto"}, InDatabase: true})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(again.CreatedDB).To(BeFalse())
 		Expect(again.CreatedRole).To(BeFalse())
@@ -104,9 +102,7 @@ var _ = Describe("Tenant databases on a real PostgreSQL", func() {
 		oldPw, _ := provision(ctx, s, "rot")
 		newPw, err := NewPassword()
 		Expect(err).NotTo(HaveOccurred())
-		v, err := SCRAMVerifier(newPw)
-		Expect(err).NotTo(HaveOccurred())
-		res, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "rot", UID: "uid-rot"}, Name: "tenant_rot", ConnectionLimit: 5, Verifier: v, ResetPassword: true})
+		res, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "rot", UID: "uid-rot"}, Name: "tenant_rot", ConnectionLimit: 5, Password: newPw, ResetPassword: true})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.PasswordSet).To(BeTrue())
 		_, err = connectAs(ctx, "tenant_rot", oldPw, "tenant_rot")
@@ -119,13 +115,13 @@ var _ = Describe("Tenant databases on a real PostgreSQL", func() {
 	It("never adopts a database or role it did not create for this tenant", func(ctx SpecContext) {
 		_, err := s.conn.Exec(ctx, "CREATE ROLE tenant_squat LOGIN")
 		Expect(err).NotTo(HaveOccurred())
-		v, _ := SCRAMVerifier("x")
-		_, err = s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "squat", UID: "u1"}, Name: "tenant_squat", ConnectionLimit: 1, Verifier: v})
+		v := "x"
+		_, err = s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "squat", UID: "u1"}, Name: "tenant_squat", ConnectionLimit: 1, Password: v})
 		Expect(err).To(MatchError(ErrNotOwned))
 
 		_, err = s.conn.Exec(ctx, "CREATE DATABASE tenant_lonely")
 		Expect(err).NotTo(HaveOccurred())
-		_, err = s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "lonely", UID: "u2"}, Name: "tenant_lonely", ConnectionLimit: 1, Verifier: v})
+		_, err = s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "lonely", UID: "u2"}, Name: "tenant_lonely", ConnectionLimit: 1, Password: v})
 		Expect(err).To(MatchError(ErrNotOwned))
 		var exists bool
 		Expect(s.conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenant_lonely')").Scan(&exists)).To(Succeed())
@@ -133,14 +129,14 @@ var _ = Describe("Tenant databases on a real PostgreSQL", func() {
 
 		By("refusing a second tenant with the same database name")
 		provision(ctx, s, "first")
-		_, err = s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "second", UID: "u3"}, Name: "tenant_first", ConnectionLimit: 1, Verifier: v})
+		_, err = s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "second", UID: "u3"}, Name: "tenant_first", ConnectionLimit: 1, Password: v})
 		Expect(err).To(MatchError(ErrNotOwned))
 	})
 
 	It("quotes identifiers that need quoting", func(ctx SpecContext) {
-		v, _ := SCRAMVerifier("pw")
+		v := "pw"
 		name := `tenant_"odd"; drop`
-		_, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "odd", UID: "u4"}, Name: name, ConnectionLimit: 1, Verifier: v})
+		_, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "odd", UID: "u4"}, Name: name, ConnectionLimit: 1, Password: v})
 		Expect(err).NotTo(HaveOccurred())
 		_, ok, err := s.DatabaseOID(ctx, name)
 		Expect(err).NotTo(HaveOccurred())
