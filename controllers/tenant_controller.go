@@ -326,7 +326,7 @@ func (r *TenantReconciler) ensureInNamespace(ctx context.Context, s *tenantScope
 		return err
 	}
 
-	specs := networkPolicies(t, ns, s.server, serverIPs)
+	specs := networkPolicies(t, s.server, serverIPs)
 	for _, name := range []string{policyDefaultDeny, policyAllowTenant, policyAllowDNS, policyAllowDatabase} {
 		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
 		spec, ok := specs[name]

@@ -47,7 +47,7 @@ func mergeLabels(dst map[string]string, src map[string]string) map[string]string
 
 // networkPolicies are the four policies of a tenant namespace: deny everything, then allow traffic among the
 // tenant's own namespaces, DNS, and egress to the tenant's database server.
-func networkPolicies(t *custosv1alpha1.Tenant, ns string, server *custosv1alpha1.DatabaseServer, serverIPs []net.IP) map[string]networkingv1.NetworkPolicySpec {
+func networkPolicies(t *custosv1alpha1.Tenant, server *custosv1alpha1.DatabaseServer, serverIPs []net.IP) map[string]networkingv1.NetworkPolicySpec {
 	both := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
 	egress := []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
 	sameTenant := []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.LabelTenant: t.Name}}}}
@@ -89,7 +89,6 @@ func networkPolicies(t *custosv1alpha1.Tenant, ns string, server *custosv1alpha1
 			Egress: []networkingv1.NetworkPolicyEgressRule{{To: dbPeers, Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &dbPort}}}},
 		}
 	}
-	_ = ns
 	return specs
 }
 
