@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -41,18 +43,21 @@ type DatabaseServerReconciler struct {
 func (r *DatabaseServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var s custosv1alpha1.DatabaseServer
 	if err := r.Client.Get(ctx, req.NamespacedName, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Pools.Forget(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	base := s.DeepCopy()
 	logger := log.FromContext(ctx).WithValues("databaseServer", s.Name)
 
 	ok, reason, msg, version := r.check(ctx, &s)
-	now := metav1.NewTime(r.Clock.Now())
-	s.Status.LastCheckedAt = &now
-	s.Status.ObservedGeneration = s.Generation
-	if version != "" {
+	if ok {
+		now := metav1.NewTime(r.Clock.Now())
+		s.Status.LastCheckedAt = &now
 		s.Status.Version = version
 	}
+	s.Status.ObservedGeneration = s.Generation
 	wasReady := conditionTrue(base.Status.Conditions, custosv1alpha1.ConditionReady)
 	setCondition(&s.Status.Conditions, s.Generation, custosv1alpha1.ConditionReady, ok, reason, msg)
 	if ok != wasReady || len(base.Status.Conditions) == 0 {
@@ -60,7 +65,7 @@ func (r *DatabaseServerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		if !ok {
 			typ = corev1.EventTypeWarning
 		}
-		r.Recorder.Eventf(&s, nil, typ, reason, "Check", msg)
+		r.Recorder.Eventf(&s, nil, typ, reason, "Check", "%s", msg)
 		logger.Info("Checked the database server", "ready", ok, "reason", reason)
 	}
 	if err := r.Client.Status().Patch(ctx, &s, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
@@ -114,7 +119,8 @@ func conditionTrue(conds []metav1.Condition, typ string) bool {
 // SetupWithManager registers the reconciler.
 func (r *DatabaseServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&custosv1alpha1.DatabaseServer{}).
+		// Status writes (lastCheckedAt) must not trigger the next check: it runs on RequeueAfter.
+		For(&custosv1alpha1.DatabaseServer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Named("databaseserver").
 		Complete(r)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"sync"
 	"time"
 
@@ -77,6 +78,9 @@ type tenantScope struct {
 	tenant *custosv1alpha1.Tenant
 	policy *custosv1alpha1.RetentionPolicy
 	server *custosv1alpha1.DatabaseServer
+	// db is an administrative session on server, and dbConfig how it was reached.
+	db       *postgres.Server
+	dbConfig postgres.ConnConfig
 	// requeue is the earliest requested requeue (0: none).
 	requeue time.Duration
 }
@@ -110,7 +114,9 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	defer func() {
 		r.summarise(scope, retErr)
 		if !equality.Semantic.DeepEqual(base.Status, t.Status) {
-			if err := r.Client.Status().Patch(ctx, &t, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+			// Optimistic lock: a status written meanwhile (by another controller, or seen late through the cache)
+			// makes this patch fail and the reconcile run again on fresh data, instead of being overwritten.
+			if err := r.Client.Status().Patch(ctx, &t, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
 				retErr = errors.Join(retErr, err)
 			}
 		}
@@ -119,7 +125,7 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		}
 	}()
 
-	for _, step := range []func(context.Context, *tenantScope) error{r.resolve, r.ensureNamespaces, r.ensureDatabase} {
+	for _, step := range []func(context.Context, *tenantScope) error{r.resolve, r.checkDatabaseOwnership, r.ensureNamespaces, r.ensureDatabase} {
 		if err := step(ctx, scope); err != nil {
 			if errors.Is(err, errStop) {
 				return ctrl.Result{}, nil
@@ -177,7 +183,7 @@ func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
 func (r *TenantReconciler) refuse(s *tenantScope, reason, msg string) error {
 	t := s.tenant
 	if c := findCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c == nil || c.Reason != reason || c.Message != msg {
-		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reason, "Provision", msg)
+		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reason, "Provision", "%s", msg)
 	}
 	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reason, msg)
 	s.requeueAfter(r.RetryAfter)
@@ -228,11 +234,11 @@ func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope)
 		case err != nil:
 			return err
 		}
-		if ns.Labels[custosv1alpha1.LabelTenant] != t.Name {
-			msg := fmt.Sprintf("namespace %q exists and is not labelled %s=%s: custos never adopts a namespace it did not create; choose another name in spec.namespaces or delete that namespace",
-				name, custosv1alpha1.LabelTenant, t.Name)
+		if !createdFor(&ns, t) {
+			msg := fmt.Sprintf("namespace %q exists and was not created by custos for this tenant: custos never adopts a namespace it did not create; choose another name in spec.namespaces or delete that namespace",
+				name)
 			if c := findCondition(t.Status.Conditions, custosv1alpha1.ConditionNamespacesReady); c == nil || c.Message != msg {
-				r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonNamespaceNotOwned, "Provision", msg)
+				r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonNamespaceNotOwned, "Provision", "%s", msg)
 			}
 			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, false, custosv1alpha1.ReasonNamespaceNotOwned, msg)
 			s.requeueAfter(r.RetryAfter)
@@ -241,15 +247,19 @@ func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope)
 		existing[name] = &ns
 	}
 	ips, err := r.serverIPs(ctx, s.server.Spec.Host)
-	if err != nil {
-		log.FromContext(ctx).Info("Could not resolve the database host for the egress policy; retrying", "host", s.server.Spec.Host, "error", err.Error())
+	keepDBPolicy := false
+	if err != nil || len(ips) == 0 {
+		// A failed lookup must not cut the tenant off its database: keep whatever policy exists and retry.
+		log.FromContext(ctx).Info("Could not resolve the database host for the egress policy; keeping the current one", "host", s.server.Spec.Host, "error", fmt.Sprint(err))
+		keepDBPolicy = true
 		s.requeueAfter(r.RetryAfter)
 	}
 	statuses := make([]custosv1alpha1.NamespaceStatus, 0, len(names))
 	for _, name := range names {
 		ns := existing[name]
 		if ns == nil {
-			ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: tenantLabels(t)}}
+			ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: tenantLabels(t),
+				Annotations: map[string]string{annotationTenantUID: string(t.UID)}}}
 			if err := r.Client.Create(ctx, ns); err != nil {
 				return fmt.Errorf("creating namespace %s: %w", name, err)
 			}
@@ -261,7 +271,7 @@ func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope)
 			s.requeueAfter(5 * time.Second)
 			return errStop
 		}
-		if err := r.ensureInNamespace(ctx, s, name, ips); err != nil {
+		if err := r.ensureInNamespace(ctx, s, name, ips, keepDBPolicy); err != nil {
 			return fmt.Errorf("namespace %s: %w", name, err)
 		}
 		statuses = append(statuses, custosv1alpha1.NamespaceStatus{Name: name, UID: string(ns.UID)})
@@ -270,6 +280,25 @@ func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope)
 	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, true, custosv1alpha1.ReasonReconciled,
 		fmt.Sprintf("%d namespace(s) with quota, limits, default-deny network policies and owner bindings", len(names)))
 	return nil
+}
+
+// annotationTenantUID on a namespace names the UID of the Tenant custos created it for. Labels can be set by
+// anyone who can create namespaces; together with the label and the recorded namespace UIDs in status, the
+// tenant's UID (unknown before the Tenant exists) keeps custos from adopting a namespace someone else prepared.
+const annotationTenantUID = "custos.io/tenant-uid"
+
+// createdFor reports whether custos created namespace ns for tenant t: its UID is recorded in t's status, or it
+// carries t's label and t's UID annotation (created, but the reconcile that recorded it did not finish).
+func createdFor(ns *corev1.Namespace, t *custosv1alpha1.Tenant) bool {
+	if ns.Labels[custosv1alpha1.LabelTenant] != t.Name {
+		return false
+	}
+	for _, st := range t.Status.Namespaces {
+		if st.Name == ns.Name && st.UID == string(ns.UID) {
+			return true
+		}
+	}
+	return ns.Annotations[annotationTenantUID] == string(t.UID)
 }
 
 func (r *TenantReconciler) serverIPs(ctx context.Context, host string) ([]net.IP, error) {
@@ -286,8 +315,13 @@ func (r *TenantReconciler) serverIPs(ctx context.Context, host string) ([]net.IP
 	if err != nil {
 		return nil, err
 	}
+	// Sorted and without duplicates: round-robin DNS must not rewrite the NetworkPolicy on every reconcile.
+	sort.Strings(addrs)
 	var ips []net.IP
-	for _, a := range addrs {
+	for i, a := range addrs {
+		if i > 0 && addrs[i-1] == a {
+			continue
+		}
 		if ip := net.ParseIP(a); ip != nil {
 			ips = append(ips, ip)
 		}
@@ -296,7 +330,7 @@ func (r *TenantReconciler) serverIPs(ctx context.Context, host string) ([]net.IP
 }
 
 // ensureInNamespace writes quota, limits, network policies and the owners' RoleBinding into one namespace.
-func (r *TenantReconciler) ensureInNamespace(ctx context.Context, s *tenantScope, ns string, serverIPs []net.IP) error {
+func (r *TenantReconciler) ensureInNamespace(ctx context.Context, s *tenantScope, ns string, serverIPs []net.IP, keepDBPolicy bool) error {
 	t := s.tenant
 	labels := tenantLabels(t)
 
@@ -330,6 +364,9 @@ func (r *TenantReconciler) ensureInNamespace(ctx context.Context, s *tenantScope
 	for _, name := range []string{policyDefaultDeny, policyAllowTenant, policyAllowDNS, policyAllowDatabase} {
 		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
 		spec, ok := specs[name]
+		if !ok && name == policyAllowDatabase && keepDBPolicy {
+			continue
+		}
 		if !ok {
 			if err := r.deleteOwned(ctx, np, t); err != nil {
 				return err
@@ -365,10 +402,20 @@ func (r *TenantReconciler) ensureInNamespace(ctx context.Context, s *tenantScope
 	return nil
 }
 
-// apply creates obj or updates it to what mutate sets (drift is overwritten).
+// apply creates obj or updates it to what mutate sets (drift is overwritten). Objects are only ever applied in
+// namespaces custos created for the tenant, under names custos reserves (custos-*), so one that exists without
+// custos' label (invisible to the label-filtered cache, e.g. after someone removed the label) is read live and
+// taken back.
 func (r *TenantReconciler) apply(ctx context.Context, obj client.Object, mutate func()) error {
 	_, err := controllerutil.CreateOrUpdate(ctx, r.Client, obj, func() error { mutate(); return nil })
-	return err
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		return err
+	}
+	mutate()
+	return r.Client.Update(ctx, obj)
 }
 
 // deleteOwned deletes obj if it exists and carries the tenant's label; anything else is left alone.
@@ -382,37 +429,31 @@ func (r *TenantReconciler) deleteOwned(ctx context.Context, obj client.Object, t
 	return client.IgnoreNotFound(r.Client.Delete(ctx, obj))
 }
 
-// ensureDatabase creates or corrects the tenant's role and database, keeps the master copy of the password in the
-// manager's namespace, rotates it when asked, and writes the credentials Secret into each tenant namespace.
-func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) error {
+// dbFail records why the database step cannot go on and stops the steps.
+func (r *TenantReconciler) dbFail(s *tenantScope, reason, msg string) error {
 	t := s.tenant
-	dbFail := func(reason, msg string) error {
-		if c := findCondition(t.Status.Conditions, custosv1alpha1.ConditionDatabaseReady); c == nil || c.Message != msg {
-			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reason, "Provision", msg)
-		}
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionDatabaseReady, false, reason, msg)
-		s.requeueAfter(r.RetryAfter)
-		return errStop
+	if c := findCondition(t.Status.Conditions, custosv1alpha1.ConditionDatabaseReady); c == nil || c.Message != msg {
+		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reason, "Provision", "%s", msg)
 	}
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionDatabaseReady, false, reason, msg)
+	s.requeueAfter(r.RetryAfter)
+	return errStop
+}
+
+// checkDatabaseOwnership connects to the tenant's server and checks, without changing anything, that no role or
+// database of the tenant's name belongs to someone else. It runs before anything is created, so that a refused
+// name leaves nothing half-made (and the Tenant deletable).
+func (r *TenantReconciler) checkDatabaseOwnership(ctx context.Context, s *tenantScope) error {
+	t := s.tenant
 	cfg, err := adminConfig(ctx, r.APIReader, r.Namespace, s.server)
 	var secErr *errSecret
 	if errors.As(err, &secErr) {
-		return dbFail(custosv1alpha1.ReasonSecretMissing, fmt.Sprintf("DatabaseServer %q: %s", s.server.Name, secErr.Error()))
+		return r.dbFail(s, custosv1alpha1.ReasonSecretMissing, fmt.Sprintf("DatabaseServer %q: %s", s.server.Name, secErr.Error()))
 	}
 	if err != nil {
 		return err
 	}
-
-	now := r.Clock.Now()
-	if at := t.Spec.Database.RotatePasswordAt; at != nil && at.After(now) {
-		s.requeueAfter(at.Sub(now))
-	}
-	password, fresh, rotated, err := r.masterPassword(ctx, t, now)
-	if err != nil {
-		return err
-	}
-
-	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	srv, err := r.Pools.Server(cctx, s.server.Name, cfg)
 	if err != nil {
@@ -420,27 +461,62 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 		if reason == "" {
 			reason = custosv1alpha1.ReasonUnreachable
 		}
-		return dbFail(reason, fmt.Sprintf("cannot reach DatabaseServer %q (%s:%d): %s", s.server.Name, cfg.Host, cfg.Port, err))
+		return r.dbFail(s, reason, fmt.Sprintf("cannot reach DatabaseServer %q (%s:%d): %s", s.server.Name, cfg.Host, cfg.Port, err))
 	}
-	defer func() { _ = srv.Close(ctx) }()
+	if err := srv.CheckOwnership(cctx, t.DatabaseName(), postgres.Owner{Tenant: t.Name, UID: string(t.UID)}); err != nil {
+		if errors.Is(err, postgres.ErrNotOwned) {
+			return r.dbFail(s, custosv1alpha1.ReasonDatabaseNotOwned, fmt.Sprintf(
+				"%s on DatabaseServer %q: custos never adopts a database or role it did not create for this tenant; nothing was created — set spec.database.name to another name in a new Tenant", err, s.server.Name))
+		}
+		return r.dbFail(s, "ProvisioningFailed", err.Error())
+	}
+	s.db, s.dbConfig = srv, cfg
+	return nil
+}
+
+// ensureDatabase creates or corrects the tenant's role and database, keeps the master copy of the password in the
+// manager's namespace, rotates it when asked, and writes the credentials Secret into each tenant namespace.
+func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) error {
+	t := s.tenant
+	now := r.Clock.Now()
+	if at := t.Spec.Database.RotatePasswordAt; at != nil && at.After(now) {
+		s.requeueAfter(at.Sub(now))
+	}
+	master, err := r.masterPassword(ctx, t, now)
+	var foreign *errForeignSecret
+	if errors.As(err, &foreign) {
+		return r.dbFail(s, custosv1alpha1.ReasonSecretMissing, foreign.Error())
+	}
+	if err != nil {
+		return err
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
 	name := t.DatabaseName()
 	last, seen := r.inDatabaseChecked.Load(t.UID)
 	inDB := !seen || last.(inDatabaseCheck).generation != t.Generation || now.Sub(last.(inDatabaseCheck).at) >= r.Resync
-	res, err := srv.EnsureTenant(cctx, postgres.TenantDatabase{
+	res, err := s.db.EnsureTenant(cctx, postgres.TenantDatabase{
 		Owner: postgres.Owner{Tenant: t.Name, UID: string(t.UID)}, Name: name,
 		ConnectionLimit: int(t.Spec.Database.ConnectionLimit), Extensions: t.Spec.Database.Extensions,
-		Password: password, ResetPassword: fresh, InDatabase: inDB,
+		Password: master.password, ResetPassword: !master.applied, InDatabase: inDB,
 	})
 	if errors.Is(err, postgres.ErrNotOwned) {
-		return dbFail(custosv1alpha1.ReasonDatabaseNotOwned, fmt.Sprintf(
-			"%s on DatabaseServer %q: custos never adopts a database or role it did not create for this tenant; set spec.database.name to another name", err, s.server.Name))
+		return r.dbFail(s, custosv1alpha1.ReasonDatabaseNotOwned, fmt.Sprintf(
+			"%s on DatabaseServer %q: custos never adopts a database or role it did not create for this tenant", err, s.server.Name))
 	}
 	if err != nil {
 		reason := postgres.FailureReason(err)
 		if reason == "" {
 			reason = "ProvisioningFailed"
 		}
-		return dbFail(reason, postgres.Redact(err.Error(), cfg.Password))
+		return r.dbFail(s, reason, err.Error())
+	}
+	if !master.applied {
+		// Only now, with the role changed, may the Secrets hand the new password out.
+		if err := r.markApplied(ctx, master.secret); err != nil {
+			return err
+		}
 	}
 	if inDB || res.CreatedDB {
 		r.inDatabaseChecked.Store(t.UID, inDatabaseCheck{generation: t.Generation, at: now})
@@ -453,7 +529,7 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 		if err := r.apply(ctx, sec, func() {
 			sec.Labels = mergeLabels(sec.Labels, tenantLabels(t))
 			sec.Type = corev1.SecretTypeOpaque
-			sec.Data = credentialsData(s.server.Spec.Host, s.server.Spec.Port, cfg.SSLMode, name, name, password)
+			sec.Data = credentialsData(s.server.Spec.Host, s.server.Spec.Port, s.dbConfig.SSLMode, name, name, master.password)
 		}); err != nil {
 			return fmt.Errorf("writing credentials into namespace %s: %w", ns, err)
 		}
@@ -462,67 +538,97 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 		t.Status.Database = &custosv1alpha1.DatabaseStatus{}
 	}
 	t.Status.Database.Server, t.Status.Database.Name, t.Status.Database.Role, t.Status.Database.OID = s.server.Name, name, name, int64(res.OID)
-	if fresh || t.Status.Database.PasswordRotatedAt == nil {
+	if res.PasswordSet || t.Status.Database.PasswordRotatedAt == nil {
 		at := metav1.NewTime(now)
 		t.Status.Database.PasswordRotatedAt = &at
-		if req := t.Spec.Database.RotatePasswordAt; req != nil && !req.After(now) {
-			t.Status.Database.RotationHonoured = req.DeepCopy()
-		}
-		if rotated {
+		if master.rotated {
 			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "PasswordRotated", "Provision", "Rotated the password of role %s", name)
 		}
 	}
+	if req := t.Spec.Database.RotatePasswordAt; req != nil && !req.After(now) {
+		t.Status.Database.RotationHonoured = req.DeepCopy()
+	}
 	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionDatabaseReady, true, custosv1alpha1.ReasonReconciled,
-		fmt.Sprintf("database %s (OID %d) on %s, reachable only by its own role; credentials in Secret %s of each tenant namespace", name, res.OID, s.server.Name, credentialsName))
+		fmt.Sprintf("database %s (OID %d) on %s, closed to PUBLIC and owned by the tenant's role; credentials in Secret %s of each tenant namespace", name, res.OID, s.server.Name, credentialsName))
 	return nil
 }
 
-// annotationRotationHonoured on the master password Secret is the spec.database.rotatePasswordAt value the
-// current password answers. It lives on the Secret, written together with the password and read live, so that
-// a stale cache can never rotate twice for one request.
-const annotationRotationHonoured = "custos.io/rotation-honoured"
+// Annotations on the master password Secret. They live on the Secret, written together with the password and
+// read live, so that a stale cache can never rotate twice for one request, and a rotation interrupted before the
+// role was changed is finished (never handed out half-done).
+const (
+	// annotationRotationHonoured is the spec.database.rotatePasswordAt value the current password answers.
+	annotationRotationHonoured = "custos.io/rotation-honoured"
+	// annotationPasswordApplied is "true" once the role has the current password.
+	annotationPasswordApplied = "custos.io/password-applied"
+)
 
-// masterPassword returns the tenant's database password from its master Secret in the manager's namespace. It
-// makes a new one when the Secret is missing (fresh) or when spec.database.rotatePasswordAt asks for a rotation
-// that has come and is not yet honoured (fresh and rotated). The master copy is written before the role is
-// changed, so a crash in between is repaired by the next reconcile.
-func (r *TenantReconciler) masterPassword(ctx context.Context, t *custosv1alpha1.Tenant, now time.Time) (password string, fresh, rotated bool, err error) {
+type masterSecret struct {
+	secret   *corev1.Secret
+	password string
+	// applied is false until the role has been given password.
+	applied bool
+	// rotated is true when password replaced an earlier one at the user's request.
+	rotated bool
+}
+
+type errForeignSecret struct{ key client.ObjectKey }
+
+func (e *errForeignSecret) Error() string {
+	return fmt.Sprintf("Secret %s exists and was not made by custos for this tenant; custos does not overwrite it: delete or rename it", e.key)
+}
+
+// masterPassword returns the tenant's database password from its master Secret in the manager's namespace,
+// making a new one when the Secret is missing or when spec.database.rotatePasswordAt asks for a rotation that has
+// come and is not yet honoured. A new password is written here first (applied=false); the role is changed after,
+// and only then marked applied, so a crash anywhere in between is repaired by the next reconcile.
+func (r *TenantReconciler) masterPassword(ctx context.Context, t *custosv1alpha1.Tenant, now time.Time) (masterSecret, error) {
 	key := client.ObjectKey{Namespace: r.Namespace, Name: masterSecretPrefix + t.Name}
 	request := ""
 	if at := t.Spec.Database.RotatePasswordAt; at != nil && !at.After(now) {
 		request = at.UTC().Format(time.RFC3339)
 	}
-	var sec corev1.Secret
-	err = r.APIReader.Get(ctx, key, &sec)
+	sec := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, key, sec)
 	if err != nil && !apierrors.IsNotFound(err) {
-		return "", false, false, err
+		return masterSecret{}, err
 	}
 	exists := err == nil
 	if exists && sec.Labels[custosv1alpha1.LabelTenant] != t.Name {
-		return "", false, false, fmt.Errorf("Secret %s exists without the label %s=%s; custos does not overwrite it", key, custosv1alpha1.LabelTenant, t.Name)
+		return masterSecret{}, &errForeignSecret{key: key}
 	}
-	if exists && len(sec.Data[masterPasswordKey]) > 0 && sec.Annotations[annotationRotationHonoured] == request {
-		return string(sec.Data[masterPasswordKey]), false, false, nil
+	have := exists && len(sec.Data[masterPasswordKey]) > 0
+	if have && (request == "" || sec.Annotations[annotationRotationHonoured] == request) {
+		return masterSecret{secret: sec, password: string(sec.Data[masterPasswordKey]), applied: sec.Annotations[annotationPasswordApplied] == "true"}, nil
 	}
-	rotated = exists && len(sec.Data[masterPasswordKey]) > 0
 	pw, err := postgres.NewPassword()
 	if err != nil {
-		return "", false, false, err
+		return masterSecret{}, err
 	}
 	sec.ObjectMeta = metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, ResourceVersion: sec.ResourceVersion,
 		Labels:      mergeLabels(map[string]string{labelPurpose: purposeDBCredentials}, tenantLabels(t)),
-		Annotations: map[string]string{annotationRotationHonoured: request}}
+		Annotations: map[string]string{annotationRotationHonoured: request, annotationPasswordApplied: "false"}}
 	sec.Type = corev1.SecretTypeOpaque
 	sec.Data = map[string][]byte{masterPasswordKey: []byte(pw)}
 	if exists {
-		err = r.Client.Update(ctx, &sec) // optimistic: a concurrent writer makes this fail and the reconcile retry
+		err = r.Client.Update(ctx, sec) // optimistic: a concurrent writer makes this fail and the reconcile retry
 	} else {
-		err = r.Client.Create(ctx, &sec)
+		err = r.Client.Create(ctx, sec)
 	}
 	if err != nil {
-		return "", false, false, fmt.Errorf("writing the master password Secret %s: %w", key, err)
+		return masterSecret{}, fmt.Errorf("writing the master password Secret %s: %w", key, err)
 	}
-	return pw, true, rotated, nil
+	return masterSecret{secret: sec, password: pw, applied: false, rotated: have}, nil
+}
+
+// markApplied records on the master Secret that the role now has its password.
+func (r *TenantReconciler) markApplied(ctx context.Context, sec *corev1.Secret) error {
+	base := sec.DeepCopy()
+	if sec.Annotations == nil {
+		sec.Annotations = map[string]string{}
+	}
+	sec.Annotations[annotationPasswordApplied] = "true"
+	return r.Client.Patch(ctx, sec, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 }
 
 // SetupWithManager registers the reconciler with watches on everything it makes, mapped back by label.
@@ -556,7 +662,8 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) e
 		Watches(&networkingv1.NetworkPolicy{}, byLabel).
 		Watches(&rbacv1.RoleBinding{}, byLabel).
 		Watches(&corev1.Secret{}, byLabel).
-		Watches(&custosv1alpha1.RetentionPolicy{}, byRef(func(t *custosv1alpha1.Tenant, n string) bool { return t.Spec.RetentionPolicyRef.Name == n })).
+		Watches(&custosv1alpha1.RetentionPolicy{}, byRef(func(t *custosv1alpha1.Tenant, n string) bool { return t.Spec.RetentionPolicyRef.Name == n }),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&custosv1alpha1.DatabaseServer{}, byRef(func(t *custosv1alpha1.Tenant, n string) bool { return t.Spec.Database.ServerRef.Name == n }),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).

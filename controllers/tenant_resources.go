@@ -50,7 +50,11 @@ func mergeLabels(dst map[string]string, src map[string]string) map[string]string
 func networkPolicies(t *custosv1alpha1.Tenant, server *custosv1alpha1.DatabaseServer, serverIPs []net.IP) map[string]networkingv1.NetworkPolicySpec {
 	both := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
 	egress := []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
-	sameTenant := []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{custosv1alpha1.LabelTenant: t.Name}}}}
+	// Peers by kubernetes.io/metadata.name, which the API server sets and nobody can forge, rather than by the
+	// custos.io/tenant label, which anyone who can create a namespace could put on it.
+	sameTenant := []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: t.NamespaceNames(),
+	}}}}}
 	udp, tcp := corev1.ProtocolUDP, corev1.ProtocolTCP
 	dnsPort := intstr.FromInt32(53)
 	dbPort := intstr.FromInt32(server.Spec.Port)

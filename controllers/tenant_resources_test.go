@@ -27,8 +27,10 @@ var _ = Describe("Tenant resources", func() {
 		Expect(deny.PolicyTypes).To(ConsistOf(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress))
 
 		tenant := p[policyAllowTenant]
-		Expect(tenant.Ingress[0].From[0].NamespaceSelector.MatchLabels).To(Equal(map[string]string{custosv1alpha1.LabelTenant: "clinic"}))
-		Expect(tenant.Egress[0].To[0].NamespaceSelector.MatchLabels).To(Equal(map[string]string{custosv1alpha1.LabelTenant: "clinic"}))
+		byName := []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: []string{"clinic"}}}
+		Expect(tenant.Ingress[0].From[0].NamespaceSelector.MatchExpressions).To(Equal(byName))
+		Expect(tenant.Egress[0].To[0].NamespaceSelector.MatchExpressions).To(Equal(byName))
+		Expect(tenant.Ingress[0].From[0].NamespaceSelector.MatchLabels).To(BeEmpty(), "never by the forgeable custos label")
 
 		db := p[policyAllowDatabase]
 		Expect(db.Egress[0].To).To(HaveLen(2))

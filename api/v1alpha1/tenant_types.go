@@ -106,6 +106,7 @@ type Contract struct {
 }
 
 // TenantNamespaces lists the tenant's namespaces by name, or asks for a number of them named <tenant>, <tenant>-2, ….
+// +kubebuilder:validation:XValidation:rule="(has(oldSelf.names) ? (has(self.names) && oldSelf.names.all(n, n in self.names)) : true) && (has(oldSelf.count) ? (has(self.count) && self.count >= oldSelf.count) : true)",message="namespaces cannot be removed from a Tenant (their data would be orphaned): add namespaces, or end the contract to remove them all"
 // +kubebuilder:validation:XValidation:rule="!(has(self.names) && has(self.count))",message="set either namespaces.names or namespaces.count, not both"
 // +kubebuilder:validation:XValidation:rule="has(self.names) || has(self.count)",message="set namespaces.names or namespaces.count"
 type TenantNamespaces struct {

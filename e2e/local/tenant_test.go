@@ -175,7 +175,7 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 			Expect(db.Spec.Egress[0].Ports[0].Port.IntValue()).To(Equal(pg.Port))
 			var same networkingv1.NetworkPolicy
 			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "custos-allow-tenant"}, &same)).To(Succeed())
-			Expect(same.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels).To(Equal(map[string]string{custosv1alpha1.LabelTenant: a.Name}))
+			Expect(same.Spec.Ingress[0].From[0].NamespaceSelector.MatchExpressions[0].Values).To(ConsistOf(a.Spec.Namespaces.Names))
 			var rb rbacv1.RoleBinding
 			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "custos-owners"}, &rb)).To(Succeed())
 			Expect(rb.RoleRef.Name).To(Equal("admin"))
@@ -365,7 +365,7 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 			Expect(k8s.Create(ctx, t)).To(Succeed())
 			Eventually(condition(ctx, t, custosv1alpha1.ConditionNamespacesReady)).WithTimeout(30 * time.Second).
 				Should(And(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonNamespaceNotOwned),
-					HaveField("Message", ContainSubstring(fmt.Sprintf("namespace %q exists and is not labelled", foreign.Name)))))
+					HaveField("Message", ContainSubstring(fmt.Sprintf("namespace %q exists and was not created by custos for this tenant", foreign.Name)))))
 			Expect(meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
 			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
 			Expect(foreign.Labels).To(Equal(map[string]string{"team": "other", "kubernetes.io/metadata.name": foreign.Name}))
@@ -374,6 +374,18 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 			Expect(policies.Items).To(BeEmpty())
 			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: t.Spec.Namespaces.Names[0]}, &corev1.Namespace{}))).To(BeTrue(),
 				"nothing half-made: the other namespace was not created either")
+		})
+
+		It("refuses a namespace someone prepared with the tenant's label", func(ctx SpecContext) {
+			t := newTenant("forged")
+			forged := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: t.Spec.Namespaces.Names[0], Labels: map[string]string{custosv1alpha1.LabelTenant: t.Name}}}
+			Expect(k8s.Create(ctx, forged)).To(Succeed())
+			Expect(k8s.Create(ctx, t)).To(Succeed())
+			Eventually(condition(ctx, t, custosv1alpha1.ConditionNamespacesReady)).WithTimeout(30 * time.Second).
+				Should(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonNamespaceNotOwned))
+			var sec corev1.Secret
+			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: forged.Name, Name: "custos-database"}, &sec))).To(BeTrue(),
+				"no credentials are written into a namespace custos did not create")
 		})
 
 		It("refuses a database name that belongs to another tenant", func(ctx SpecContext) {
@@ -386,9 +398,10 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 			Eventually(condition(ctx, second, custosv1alpha1.ConditionDatabaseReady)).WithTimeout(30 * time.Second).
 				Should(And(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonDatabaseNotOwned),
 					HaveField("Message", ContainSubstring("never adopts a database or role"))))
-			var sec corev1.Secret
-			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: second.Spec.Namespaces.Names[0], Name: "custos-database"}, &sec))).To(BeTrue(),
-				"no credentials for a database the tenant does not own")
+			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: second.Spec.Namespaces.Names[0]}, &corev1.Namespace{}))).To(BeTrue(),
+				"nothing half-made: no namespace was created for a refused database name")
+			Expect(second.Status.Namespaces).To(BeEmpty())
+			Expect(k8s.Delete(ctx, second)).To(Succeed(), "a Tenant for which nothing was provisioned can be deleted")
 			creds := credentials(ctx, first.Spec.Namespaces.Names[0])
 			c, err := connectWith(ctx, creds, creds["dbname"])
 			Expect(err).NotTo(HaveOccurred(), "the first tenant still works")

@@ -239,6 +239,9 @@ func invalidManifests() []TableEntry {
 		e("Tenant: database server changed", invalid{kind: "Tenant", update: set("pg-fra-1", "spec", "database", "serverRef", "name"),
 			want: "database.serverRef is immutable"}),
 
+		e("Tenant: a namespace removed", invalid{kind: "Tenant", update: set([]any{"clinic-zuid"}, "spec", "namespaces", "names"),
+			want: "namespaces cannot be removed from a Tenant"}),
+
 		// RetentionPolicy
 		e("RetentionPolicy: offsite equals primary", invalid{kind: "RetentionPolicy", mutate: set("primary-ams", "spec", "offsite", "name"),
 			want: "offsite must name a different BackupLocation than primary"}),

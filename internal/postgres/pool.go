@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -32,7 +31,7 @@ func (p *Pools) Server(ctx context.Context, name string, cfg ConnConfig) (*Serve
 		return nil, err
 	}
 	if err := pool.Ping(ctx); err != nil {
-		return nil, errors.New(Redact(err.Error(), cfg.Password))
+		return nil, redact(err, cfg.Password)
 	}
 	return &Server{cfg: cfg, conn: pool, close: func(context.Context) error { return nil }}, nil
 }
@@ -47,12 +46,13 @@ func (p *Pools) pool(ctx context.Context, name string, cfg ConnConfig) (*pgxpool
 	if e, ok := p.pools[name]; ok && e.key == key {
 		return e.pool, nil
 	} else if ok {
-		e.pool.Close()
+		// Close waits for borrowed connections: never under the lock.
+		go e.pool.Close()
 		delete(p.pools, name)
 	}
 	pc, err := pgxpool.ParseConfig(cfg.URL(""))
 	if err != nil {
-		return nil, errors.New(Redact(err.Error(), cfg.Password))
+		return nil, redact(err, cfg.Password)
 	}
 	if err := cfg.trustCA(pc.ConnConfig); err != nil {
 		return nil, err
@@ -62,10 +62,20 @@ func (p *Pools) pool(ctx context.Context, name string, cfg ConnConfig) (*pgxpool
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return nil, errors.New(Redact(err.Error(), cfg.Password))
+		return nil, redact(err, cfg.Password)
 	}
 	p.pools[name] = &pooled{key: key, pool: pool}
 	return pool, nil
+}
+
+// Forget closes the pool of a server that no longer exists.
+func (p *Pools) Forget(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.pools[name]; ok {
+		go e.pool.Close()
+		delete(p.pools, name)
+	}
 }
 
 // Close closes every pool.

@@ -44,7 +44,8 @@ func (c ConnConfig) URL(db string) string {
 }
 
 // FailureReason classifies a connection error for a condition reason: Unreachable, AuthenticationFailed or
-// TLSFailed; "" when err is something else.
+// TLSFailed; "" when err is something else. It looks at the error types first; the text fallback only matches
+// phrases of the drivers, never user-chosen names.
 func FailureReason(err error) string {
 	if err == nil {
 		return ""
@@ -52,24 +53,48 @@ func FailureReason(err error) string {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
-		case "28P01", "28000": // invalid_password, invalid_authorization_specification
+		case "28P01", "28000": // invalid_password, invalid_authorization_specification (pg_hba)
 			return "AuthenticationFailed"
 		}
 	}
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "tls") || strings.Contains(msg, "x509") || strings.Contains(msg, "SSL") || strings.Contains(msg, "certificate"):
+	var certErr *tls.CertificateVerificationError
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var recordErr tls.RecordHeaderError
+	if errors.As(err, &certErr) || errors.As(err, &unknownAuthority) || errors.As(err, &hostErr) || errors.As(err, &recordErr) {
 		return "TLSFailed"
-	case strings.Contains(msg, "password authentication failed") || strings.Contains(msg, "no pg_hba.conf entry"):
+	}
+	msg := strings.ToLower(err.Error())
+	switch {
+	case strings.Contains(msg, "server refused tls connection"), strings.Contains(msg, "tls: "), strings.Contains(msg, "x509: "):
+		return "TLSFailed"
+	case strings.Contains(msg, "password authentication failed"), strings.Contains(msg, "failed sasl auth"):
 		return "AuthenticationFailed"
 	}
 	var netErr net.Error
 	var opErr *net.OpError
-	if errors.As(err, &netErr) || errors.As(err, &opErr) || strings.Contains(msg, "connect: connection refused") ||
-		strings.Contains(msg, "dial") || strings.Contains(msg, "timeout") || strings.Contains(msg, "no such host") {
+	var dnsErr *net.DNSError
+	if errors.As(err, &netErr) || errors.As(err, &opErr) || errors.As(err, &dnsErr) || strings.Contains(msg, "connection refused") ||
+		strings.Contains(msg, "i/o timeout") || strings.Contains(msg, "no such host") {
 		return "Unreachable"
 	}
 	return ""
+}
+
+// redacted wraps an error so that its text never carries the password, while errors.As still sees the cause.
+type redacted struct {
+	err      error
+	password string
+}
+
+func (r *redacted) Error() string { return Redact(r.err.Error(), r.password) }
+func (r *redacted) Unwrap() error { return r.err }
+
+func redact(err error, password string) error {
+	if err == nil {
+		return nil
+	}
+	return &redacted{err: err, password: password}
 }
 
 // Redact removes a password from an error message before it goes into a condition, an Event or a log line.
@@ -108,14 +133,14 @@ func Connect(ctx context.Context, cfg ConnConfig) (*Server, error) {
 func (c ConnConfig) connect(ctx context.Context, db string) (*pgx.Conn, error) {
 	pc, err := pgx.ParseConfig(c.URL(db))
 	if err != nil {
-		return nil, errors.New(Redact(err.Error(), c.Password))
+		return nil, redact(err, c.Password)
 	}
 	if err := c.trustCA(pc); err != nil {
 		return nil, err
 	}
 	conn, err := pgx.ConnectConfig(ctx, pc)
 	if err != nil {
-		return nil, errors.New(Redact(err.Error(), c.Password))
+		return nil, redact(err, c.Password)
 	}
 	return conn, nil
 }
@@ -183,6 +208,28 @@ type TenantDatabase struct {
 	InDatabase bool
 }
 
+// CheckOwnership reads, without changing anything, whether a role or database named name exists that does not
+// belong to owner (ErrNotOwned). Callers run it before creating anything else for a tenant, so that a refused
+// name leaves nothing half-made.
+func (s *Server) CheckOwnership(ctx context.Context, name string, owner Owner) error {
+	comment := owner.comment()
+	roleComment, roleExists, err := s.roleComment(ctx, name)
+	if err != nil {
+		return err
+	}
+	if roleExists && roleComment != comment {
+		return fmt.Errorf("role %s %w (its comment is %q)", name, ErrNotOwned, roleComment)
+	}
+	dbComment, dbOwner, dbExists, err := s.databaseComment(ctx, name)
+	if err != nil {
+		return err
+	}
+	if dbExists && dbComment != comment && !(dbComment == "" && roleExists && dbOwner == name) {
+		return fmt.Errorf("database %s %w (its comment is %q)", name, ErrNotOwned, dbComment)
+	}
+	return nil
+}
+
 // EnsureResult reports what EnsureTenant found and did.
 type EnsureResult struct {
 	OID            uint32
@@ -242,13 +289,34 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 		}
 		res.CreatedRole, res.PasswordSet = true, true
 	} else {
-		stmt := fmt.Sprintf("ALTER ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT %d", id, want.ConnectionLimit)
+		// Only what differs is altered: naming SUPERUSER, REPLICATION or BYPASSRLS at all needs a superuser, and
+		// an unchanged role is left untouched.
+		var super, createdb, createrole, replication, bypassrls, login bool
+		var limit int
+		if err := s.conn.QueryRow(ctx, `SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin, rolconnlimit
+			FROM pg_roles WHERE rolname = $1`, want.Name).Scan(&super, &createdb, &createrole, &replication, &bypassrls, &login, &limit); err != nil {
+			return res, fmt.Errorf("reading role %s: %w", want.Name, err)
+		}
+		var attrs []string
+		for _, a := range []struct {
+			bad  bool
+			want string
+		}{{super, "NOSUPERUSER"}, {createdb, "NOCREATEDB"}, {createrole, "NOCREATEROLE"}, {replication, "NOREPLICATION"}, {bypassrls, "NOBYPASSRLS"}, {!login, "LOGIN"}} {
+			if a.bad {
+				attrs = append(attrs, a.want)
+			}
+		}
+		if limit != want.ConnectionLimit {
+			attrs = append(attrs, fmt.Sprintf("CONNECTION LIMIT %d", want.ConnectionLimit))
+		}
 		if want.ResetPassword {
-			stmt += " PASSWORD " + quoteLiteral(verifier)
+			attrs = append(attrs, "PASSWORD "+quoteLiteral(verifier))
 			res.PasswordSet = true
 		}
-		if _, err := s.conn.Exec(ctx, stmt); err != nil {
-			return res, fmt.Errorf("correcting role %s: %w", want.Name, err)
+		if len(attrs) > 0 {
+			if _, err := s.conn.Exec(ctx, fmt.Sprintf("ALTER ROLE %s %s", id, strings.Join(attrs, " "))); err != nil {
+				return res, fmt.Errorf("correcting role %s: %w", want.Name, err)
+			}
 		}
 	}
 	if !dbExists {
@@ -256,8 +324,12 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 		if _, err := s.conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s OWNER %s ENCODING 'UTF8' TEMPLATE template0", id, id)); err != nil {
 			return res, fmt.Errorf("creating database %s: %w", want.Name, err)
 		}
-		if _, err := s.conn.Exec(ctx, fmt.Sprintf("COMMENT ON DATABASE %s IS %s", id, quoteLiteral(comment))); err != nil {
-			return res, fmt.Errorf("marking database %s: %w", want.Name, err)
+		// Close it to PUBLIC at once: a failure further down must not leave it open to every role.
+		if err := s.tx(ctx,
+			fmt.Sprintf("REVOKE ALL ON DATABASE %s FROM PUBLIC", id),
+			fmt.Sprintf("COMMENT ON DATABASE %s IS %s", id, quoteLiteral(comment)),
+		); err != nil {
+			return res, fmt.Errorf("closing and marking database %s: %w", want.Name, err)
 		}
 		res.CreatedDB = true
 	}
@@ -302,7 +374,16 @@ func (s *Server) ensureInDatabase(ctx context.Context, want TenantDatabase) ([]s
 		if exists {
 			continue
 		}
-		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE EXTENSION IF NOT EXISTS %s", pgx.Identifier{ext}.Sanitize())); err != nil {
+		// The tenant owns schema public and could have planted objects there that an extension script would call
+		// with the administrator's rights; the script runs with only pg_catalog on the search path.
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SET LOCAL search_path TO pg_catalog, pg_temp"); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, fmt.Sprintf("CREATE EXTENSION IF NOT EXISTS %s SCHEMA public", pgx.Identifier{ext}.Sanitize()))
+			return err
+		})
+		if err != nil {
 			return made, fmt.Errorf("creating extension %s in %s: %w", ext, want.Name, err)
 		}
 		made = append(made, ext)

@@ -121,6 +121,7 @@ var _ = Describe("Tenant databases on a real PostgreSQL", func() {
 
 		_, err = s.conn.Exec(ctx, "CREATE DATABASE tenant_lonely")
 		Expect(err).NotTo(HaveOccurred())
+		Expect(s.CheckOwnership(ctx, "tenant_lonely", Owner{Tenant: "lonely", UID: "u2"})).To(MatchError(ErrNotOwned))
 		_, err = s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "lonely", UID: "u2"}, Name: "tenant_lonely", ConnectionLimit: 1, Password: v})
 		Expect(err).To(MatchError(ErrNotOwned))
 		var exists bool
@@ -129,6 +130,9 @@ var _ = Describe("Tenant databases on a real PostgreSQL", func() {
 
 		By("refusing a second tenant with the same database name")
 		provision(ctx, s, "first")
+		Expect(s.CheckOwnership(ctx, "tenant_first", Owner{Tenant: "first", UID: "uid-first"})).To(Succeed())
+		Expect(s.CheckOwnership(ctx, "tenant_first", Owner{Tenant: "second", UID: "u3"})).To(MatchError(ErrNotOwned))
+		Expect(s.CheckOwnership(ctx, "tenant_nobody", Owner{Tenant: "nobody", UID: "u5"})).To(Succeed())
 		_, err = s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "second", UID: "u3"}, Name: "tenant_first", ConnectionLimit: 1, Password: v})
 		Expect(err).To(MatchError(ErrNotOwned))
 	})
