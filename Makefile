@@ -56,6 +56,7 @@ verify-gen: generate manifests ## Regenerate and fail when anything differs from
 		git status --porcelain -- api config charts; git --no-pager diff -- api config charts | head -200; \
 		echo "generated files are out of date: run 'make generate manifests' and commit the result"; exit 1; fi
 	diff -r config/crd/bases charts/custos/crds
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$unformatted" ]]; then echo "not gofmt-ed: $$unformatted"; exit 1; fi
 	diff config/admission/tenant-deletion-guard.yaml charts/custos/templates/tenant-deletion-guard.yaml
 
 ##@ Build and test
