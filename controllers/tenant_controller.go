@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -654,14 +655,17 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) e
 			return out
 		})
 	}
+	// Drift is an update or a delete of what custos made; the creations it sees are its own, and reacting to
+	// them would reconcile each new tenant a dozen times for nothing.
+	drift := builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&custosv1alpha1.Tenant{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
-		Watches(&corev1.Namespace{}, byLabel).
-		Watches(&corev1.ResourceQuota{}, byLabel).
-		Watches(&corev1.LimitRange{}, byLabel).
-		Watches(&networkingv1.NetworkPolicy{}, byLabel).
-		Watches(&rbacv1.RoleBinding{}, byLabel).
-		Watches(&corev1.Secret{}, byLabel).
+		Watches(&corev1.Namespace{}, byLabel, drift).
+		Watches(&corev1.ResourceQuota{}, byLabel, drift).
+		Watches(&corev1.LimitRange{}, byLabel, drift).
+		Watches(&networkingv1.NetworkPolicy{}, byLabel, drift).
+		Watches(&rbacv1.RoleBinding{}, byLabel, drift).
+		Watches(&corev1.Secret{}, byLabel, drift).
 		Watches(&custosv1alpha1.RetentionPolicy{}, byRef(func(t *custosv1alpha1.Tenant, n string) bool { return t.Spec.RetentionPolicyRef.Name == n }),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&custosv1alpha1.DatabaseServer{}, byRef(func(t *custosv1alpha1.Tenant, n string) bool { return t.Spec.Database.ServerRef.Name == n }),

@@ -32,12 +32,16 @@ func main() {
 		leaderElection bool
 		namespace      string
 		concurrency    int
+		qps            float64
+		burst          int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&leaderElection, "leader-elect", false, "Elect a leader so that only one replica acts at a time.")
 	flag.StringVar(&namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Namespace the manager runs in: where it keeps repository passwords, the signing key and referenced Secrets.")
 	flag.IntVar(&concurrency, "tenant-concurrency", 4, "How many tenants are provisioned at once.")
+	flag.Float64Var(&qps, "kube-api-qps", 50, "Requests per second the manager may send to the Kubernetes API (client-side limit).")
+	flag.IntVar(&burst, "kube-api-burst", 100, "Burst of requests above --kube-api-qps.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -49,7 +53,9 @@ func main() {
 		os.Exit(2)
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	cfg := ctrl.GetConfigOrDie()
+	cfg.QPS, cfg.Burst = float32(qps), burst
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,

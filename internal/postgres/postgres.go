@@ -232,10 +232,12 @@ func (s *Server) CheckOwnership(ctx context.Context, name string, owner Owner) e
 
 // EnsureResult reports what EnsureTenant found and did.
 type EnsureResult struct {
-	OID            uint32
-	CreatedRole    bool
-	CreatedDB      bool
-	PasswordSet    bool
+	OID         uint32
+	CreatedRole bool
+	CreatedDB   bool
+	PasswordSet bool
+	// Isolated is true when the database's owner or access list had to be corrected.
+	Isolated       bool
 	ExtensionsMade []string
 }
 
@@ -333,12 +335,23 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 		}
 		res.CreatedDB = true
 	}
-	if err := s.tx(ctx,
-		fmt.Sprintf("ALTER DATABASE %s OWNER TO %s", id, id),
-		fmt.Sprintf("REVOKE ALL ON DATABASE %s FROM PUBLIC", id),
-		fmt.Sprintf("GRANT CONNECT, TEMPORARY, CREATE ON DATABASE %s TO %s", id, id),
-	); err != nil {
-		return res, fmt.Errorf("isolating database %s: %w", want.Name, err)
+	// Owned by the tenant's role and closed to PUBLIC (no access entry for grantee 0; a NULL acl means the
+	// defaults, which give PUBLIC CONNECT and TEMPORARY). Corrected only when it differs.
+	var isolated bool
+	if err := s.conn.QueryRow(ctx, `SELECT pg_get_userbyid(datdba) = $1 AND datacl IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM aclexplode(datacl) a WHERE a.grantee = 0)
+		FROM pg_database WHERE datname = $1`, want.Name).Scan(&isolated); err != nil {
+		return res, fmt.Errorf("reading the owner and access list of database %s: %w", want.Name, err)
+	}
+	if !isolated {
+		if err := s.tx(ctx,
+			fmt.Sprintf("ALTER DATABASE %s OWNER TO %s", id, id),
+			fmt.Sprintf("REVOKE ALL ON DATABASE %s FROM PUBLIC", id),
+			fmt.Sprintf("GRANT CONNECT, TEMPORARY, CREATE ON DATABASE %s TO %s", id, id),
+		); err != nil {
+			return res, fmt.Errorf("isolating database %s: %w", want.Name, err)
+		}
+		res.Isolated = true
 	}
 	if err := s.conn.QueryRow(ctx, "SELECT oid FROM pg_database WHERE datname = $1", want.Name).Scan(&res.OID); err != nil {
 		return res, fmt.Errorf("reading the OID of database %s: %w", want.Name, err)

@@ -93,6 +93,17 @@ var _ = Describe("Tenant databases on a real PostgreSQL", func() {
 		Expect(again.PasswordSet).To(BeFalse())
 		Expect(again.OID).To(Equal(first.OID))
 		Expect(again.ExtensionsMade).To(BeEmpty())
+		Expect(again.Isolated).To(BeFalse(), "nothing to correct")
+
+		By("correcting a database reopened to PUBLIC by hand")
+		_, err = s.conn.Exec(ctx, "GRANT CONNECT ON DATABASE tenant_idem TO PUBLIC")
+		Expect(err).NotTo(HaveOccurred())
+		fixed, err := s.EnsureTenant(ctx, TenantDatabase{Owner: Owner{Tenant: "idem", UID: "uid-idem"}, Name: "tenant_idem", ConnectionLimit: 7})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(fixed.Isolated).To(BeTrue())
+		var public bool
+		Expect(s.conn.QueryRow(ctx, "SELECT has_database_privilege('public', 'tenant_idem', 'CONNECT')").Scan(&public)).To(Succeed())
+		Expect(public).To(BeFalse())
 		var limit int
 		Expect(s.conn.QueryRow(ctx, "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'tenant_idem'").Scan(&limit)).To(Succeed())
 		Expect(limit).To(Equal(7))
