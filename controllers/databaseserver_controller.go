@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -58,7 +59,7 @@ func (r *DatabaseServerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		s.Status.Version = version
 	}
 	s.Status.ObservedGeneration = s.Generation
-	wasReady := conditionTrue(base.Status.Conditions, custosv1alpha1.ConditionReady)
+	wasReady := meta.IsStatusConditionTrue(base.Status.Conditions, custosv1alpha1.ConditionReady)
 	setCondition(&s.Status.Conditions, s.Generation, custosv1alpha1.ConditionReady, ok, reason, msg)
 	if ok != wasReady || len(base.Status.Conditions) == 0 {
 		typ := corev1.EventTypeNormal
@@ -105,15 +106,6 @@ func (r *DatabaseServerReconciler) check(ctx context.Context, s *custosv1alpha1.
 		s.Status.Tenants = int32(n)
 	}
 	return true, custosv1alpha1.ReasonReconciled, fmt.Sprintf("connected to PostgreSQL %s at %s:%d", version, cfg.Host, cfg.Port), version
-}
-
-func conditionTrue(conds []metav1.Condition, typ string) bool {
-	for _, c := range conds {
-		if c.Type == typ {
-			return c.Status == metav1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // SetupWithManager registers the reconciler.

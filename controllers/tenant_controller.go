@@ -14,6 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -148,8 +149,8 @@ func (r *TenantReconciler) summarise(s *tenantScope, err error) {
 		}
 		return
 	}
-	if err == nil && conditionTrue(t.Status.Conditions, custosv1alpha1.ConditionNamespacesReady) &&
-		conditionTrue(t.Status.Conditions, custosv1alpha1.ConditionDatabaseReady) {
+	if err == nil && meta.IsStatusConditionTrue(t.Status.Conditions, custosv1alpha1.ConditionNamespacesReady) &&
+		meta.IsStatusConditionTrue(t.Status.Conditions, custosv1alpha1.ConditionDatabaseReady) {
 		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, true, custosv1alpha1.ReasonReconciled,
 			fmt.Sprintf("%d namespace(s) and database %s are provisioned and isolated", len(t.Status.Namespaces), t.DatabaseName()))
 		t.Status.Phase = custosv1alpha1.TenantActive
@@ -158,7 +159,7 @@ func (r *TenantReconciler) summarise(s *tenantScope, err error) {
 	}
 	reason, msg := custosv1alpha1.ReasonProgressing, "provisioning"
 	for _, typ := range []string{custosv1alpha1.ConditionDatabaseReady, custosv1alpha1.ConditionNamespacesReady} {
-		if c := findCondition(t.Status.Conditions, typ); c != nil && c.Status != metav1.ConditionTrue {
+		if c := meta.FindStatusCondition(t.Status.Conditions, typ); c != nil && c.Status != metav1.ConditionTrue {
 			reason, msg = c.Reason, c.Message
 		}
 	}
@@ -171,24 +172,21 @@ func (r *TenantReconciler) summarise(s *tenantScope, err error) {
 	}
 }
 
-func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
-	for i := range conds {
-		if conds[i].Type == typ {
-			return &conds[i]
-		}
-	}
-	return nil
-}
-
-// refuse records why nothing can be provisioned and stops the steps; nothing has been touched.
-func (r *TenantReconciler) refuse(s *tenantScope, reason, msg string) error {
+// stop records on condition condType why provisioning cannot go on (an Event when the reason or message is new),
+// asks for a retry later, and ends the steps: a person must act, nothing more is touched.
+func (r *TenantReconciler) stop(s *tenantScope, condType, reason, msg string) error {
 	t := s.tenant
-	if c := findCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c == nil || c.Reason != reason || c.Message != msg {
+	if c := meta.FindStatusCondition(t.Status.Conditions, condType); c == nil || c.Reason != reason || c.Message != msg {
 		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reason, "Provision", "%s", msg)
 	}
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reason, msg)
+	setCondition(&t.Status.Conditions, t.Generation, condType, false, reason, msg)
 	s.requeueAfter(r.RetryAfter)
 	return errStop
+}
+
+// refuse stops before anything is touched (a reference or a jurisdiction is wrong); Ready says why.
+func (r *TenantReconciler) refuse(s *tenantScope, reason, msg string) error {
+	return r.stop(s, custosv1alpha1.ConditionReady, reason, msg)
 }
 
 // resolve finds the RetentionPolicy and DatabaseServer and checks the server's jurisdiction against the policy.
@@ -238,12 +236,7 @@ func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope)
 		if !createdFor(&ns, t) {
 			msg := fmt.Sprintf("namespace %q exists and was not created by custos for this tenant: custos never adopts a namespace it did not create; choose another name in spec.namespaces or delete that namespace",
 				name)
-			if c := findCondition(t.Status.Conditions, custosv1alpha1.ConditionNamespacesReady); c == nil || c.Message != msg {
-				r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonNamespaceNotOwned, "Provision", "%s", msg)
-			}
-			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, false, custosv1alpha1.ReasonNamespaceNotOwned, msg)
-			s.requeueAfter(r.RetryAfter)
-			return errStop
+			return r.stop(s, custosv1alpha1.ConditionNamespacesReady, custosv1alpha1.ReasonNamespaceNotOwned, msg)
 		}
 		existing[name] = &ns
 	}
@@ -430,15 +423,9 @@ func (r *TenantReconciler) deleteOwned(ctx context.Context, obj client.Object, t
 	return client.IgnoreNotFound(r.Client.Delete(ctx, obj))
 }
 
-// dbFail records why the database step cannot go on and stops the steps.
+// dbFail stops the database steps; DatabaseReady says why.
 func (r *TenantReconciler) dbFail(s *tenantScope, reason, msg string) error {
-	t := s.tenant
-	if c := findCondition(t.Status.Conditions, custosv1alpha1.ConditionDatabaseReady); c == nil || c.Message != msg {
-		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reason, "Provision", "%s", msg)
-	}
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionDatabaseReady, false, reason, msg)
-	s.requeueAfter(r.RetryAfter)
-	return errStop
+	return r.stop(s, custosv1alpha1.ConditionDatabaseReady, reason, msg)
 }
 
 // checkDatabaseOwnership connects to the tenant's server and checks, without changing anything, that no role or
