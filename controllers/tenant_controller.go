@@ -344,9 +344,7 @@ func (r *TenantReconciler) ensureInNamespace(ctx context.Context, s *tenantScope
 	if t.Spec.Limits != nil {
 		if err := r.apply(ctx, limits, func() {
 			limits.Labels = mergeLabels(limits.Labels, labels)
-			limits.Spec = corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{{
-				Type: corev1.LimitTypeContainer, Default: t.Spec.Limits.Default, DefaultRequest: t.Spec.Limits.DefaultRequest, Max: t.Spec.Limits.Max,
-			}}}
+			limits.Spec = corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{limitRangeItem(t.Spec.Limits)}}
 		}); err != nil {
 			return err
 		}

@@ -129,3 +129,27 @@ func credentialsData(host string, port int32, sslMode, db, user, password string
 		"password": []byte(password), "sslmode": []byte(sslMode), "uri": []byte(uri), "jdbc-uri": []byte(jdbc),
 	}
 }
+
+// limitRangeItem is the container item of the tenant's LimitRange, with the defaults the API server would fill in
+// itself (default from max, defaultRequest from default) written out: otherwise every reconcile would see the
+// server's object differ from ours, update it, and be woken by its own update.
+func limitRangeItem(l *custosv1alpha1.TenantLimits) corev1.LimitRangeItem {
+	item := corev1.LimitRangeItem{Type: corev1.LimitTypeContainer, Max: l.Max.DeepCopy(), Default: l.Default.DeepCopy(), DefaultRequest: l.DefaultRequest.DeepCopy()}
+	for name, q := range item.Max {
+		if _, ok := item.Default[name]; !ok {
+			if item.Default == nil {
+				item.Default = corev1.ResourceList{}
+			}
+			item.Default[name] = q.DeepCopy()
+		}
+	}
+	for name, q := range item.Default {
+		if _, ok := item.DefaultRequest[name]; !ok {
+			if item.DefaultRequest == nil {
+				item.DefaultRequest = corev1.ResourceList{}
+			}
+			item.DefaultRequest[name] = q.DeepCopy()
+		}
+	}
+	return item
+}

@@ -6,8 +6,10 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
@@ -42,6 +44,16 @@ var _ = Describe("Tenant resources", func() {
 
 	It("opens no database egress when the host does not resolve", func() {
 		Expect(networkPolicies(t, server, nil)).NotTo(HaveKey(policyAllowDatabase))
+	})
+
+	It("writes out the LimitRange defaults the API server would add, so its object equals ours", func() {
+		item := limitRangeItem(&custosv1alpha1.TenantLimits{
+			Max:     corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("4Gi")},
+			Default: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")},
+		})
+		Expect(item.Default).To(Equal(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("4Gi")}))
+		Expect(item.DefaultRequest).To(Equal(item.Default))
+		Expect(item.Max).To(Equal(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("4Gi")}))
 	})
 
 	It("binds users and groups by API group and service accounts by namespace", func() {

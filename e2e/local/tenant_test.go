@@ -222,6 +222,45 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 		}
 	})
 
+	It("settles: once Ready, nothing it made is rewritten again and again", func(ctx SpecContext) {
+		t := newTenant("calm")
+		t.Spec.Limits = &custosv1alpha1.TenantLimits{
+			Default: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+			Max:     corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")},
+		}
+		Expect(k8s.Create(ctx, t)).To(Succeed())
+		expectReady(ctx, t)
+		ns := t.Spec.Namespaces.Names[0]
+		objs := []client.Object{
+			t,
+			&corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "custos-limits"}},
+			&corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "custos-quota"}},
+			&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "custos-allow-database"}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "custos-database"}},
+			&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "custos-owners"}},
+		}
+		versions := func() []string {
+			var out []string
+			for _, o := range objs {
+				Expect(k8s.Get(ctx, client.ObjectKeyFromObject(o), o)).To(Succeed())
+				out = append(out, fmt.Sprintf("%T=%s", o, o.GetResourceVersion()))
+			}
+			return out
+		}
+		Eventually(func() []string { a := versions(); time.Sleep(time.Second); return append(a, versions()...) }).
+			WithTimeout(20*time.Second).Should(Satisfy(func(v []string) bool {
+			half := len(v) / 2
+			for i := 0; i < half; i++ {
+				if v[i] != v[i+half] {
+					return false
+				}
+			}
+			return true
+		}), "settles within 20 s")
+		settled := versions()
+		Consistently(versions).WithTimeout(5 * time.Second).WithPolling(500 * time.Millisecond).Should(Equal(settled))
+	})
+
 	It("restores what was deleted or changed by hand, and follows spec changes", func(ctx SpecContext) {
 		t := newTenant("drift")
 		Expect(k8s.Create(ctx, t)).To(Succeed())
