@@ -1,0 +1,115 @@
+package restic
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+var _ = Describe("A real restic repository", func() {
+	DescribeTable("init, back up a command's output, list, forget by id and prune",
+		func(ctx SpecContext, where string) {
+			dir := GinkgoT().TempDir()
+			url := filepath.Join(dir, "repo")
+			if where == "rest" {
+				url = restServer.URL + strings.ReplaceAll(CurrentSpecReport().LeafNodeText, " ", "-")
+			}
+			repo := Repository{Binary: resticBin, URL: url, Password: "tenant-key"}
+			id, err := repo.Init(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			again, err := repo.ID(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(again).To(Equal(id))
+
+			By("recording a back-dated snapshot and a current one, each of a command's output")
+			old := time.Date(2026, 5, 1, 2, 0, 0, 0, time.UTC)
+			// 2 MiB of data that does not deduplicate against the second snapshot, so that pruning frees space.
+			sumOld, err := repo.Backup(ctx, BackupStdin{Filename: "db.sql", Host: "clinic", Tags: []string{"tenant=clinic", "kind=db"}, Time: old,
+				Command: []string{"sh", "-c", "head -c 2097152 /dev/urandom"}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(sumOld.TotalBytesProcessed).To(Equal(int64(2097152)))
+			_, err = repo.Backup(ctx, BackupStdin{Filename: "db.sql", Host: "clinic", Tags: []string{"tenant=clinic", "kind=db"},
+				Command: []string{"sh", "-c", "echo current"}})
+			Expect(err).NotTo(HaveOccurred())
+			snaps, err := repo.Snapshots(ctx, "tenant=clinic")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(snaps).To(HaveLen(2))
+			Expect(snaps[0].Time.Equal(old)).To(BeTrue())
+			Expect(snaps[0].ID).To(Equal(sumOld.SnapshotID))
+
+			By("failing the backup, and recording no snapshot, when the command fails")
+			_, err = repo.Backup(ctx, BackupStdin{Filename: "db.sql", Host: "clinic", Tags: []string{"tenant=clinic"},
+				Command: []string{"sh", "-c", "echo partial; exit 3"}})
+			Expect(err).To(HaveOccurred())
+			after, err := repo.Snapshots(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(after).To(HaveLen(2), "a failed dump is never a snapshot")
+
+			By("forgetting the old one by id and pruning its data")
+			var before int64
+			if where == "local" {
+				before = dirSize(url)
+			}
+			Expect(repo.Forget(ctx, []string{sumOld.SnapshotID})).To(Succeed())
+			left, err := repo.Snapshots(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(left).To(HaveLen(1))
+			Expect(left[0].ID).NotTo(Equal(sumOld.SnapshotID))
+			if where == "local" {
+				Expect(dirSize(url)).To(BeNumerically("<", before-1<<20), "the 2 MiB of the forgotten snapshot are pruned")
+			}
+		},
+		Entry("in a local directory", "local"),
+		Entry("on rest-server", "rest"),
+	)
+
+	It("maps a wrong password and a missing repository to their exit codes", func(ctx SpecContext) {
+		url := filepath.Join(GinkgoT().TempDir(), "repo")
+		_, err := Repository{Binary: resticBin, URL: url, Password: "right"}.Init(ctx)
+		Expect(err).NotTo(HaveOccurred())
+
+		_, err = Repository{Binary: resticBin, URL: url, Password: "wrong"}.Snapshots(ctx)
+		Expect(IsCode(err, ExitWrongPassword)).To(BeTrue(), "%v", err)
+		Expect(err.(*Error).Reason()).To(Equal("WrongRepositoryPassword"))
+		Expect(err.Error()).NotTo(ContainSubstring("wrong\""), "the password is not in the message")
+
+		_, err = Repository{Binary: resticBin, URL: url + "-missing", Password: "right"}.Snapshots(ctx)
+		Expect(IsCode(err, ExitNoRepository)).To(BeTrue(), "%v", err)
+		Expect(err.Error()).To(ContainSubstring("repository does not exist"))
+	})
+
+	It("clears a stale lock left by a killed restic, and the next command succeeds", func(ctx SpecContext) {
+		url := filepath.Join(GinkgoT().TempDir(), "repo")
+		repo := Repository{Binary: resticBin, URL: url, Password: "pw"}
+		_, err := repo.Init(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		// Kill restic (SIGKILL through the context) while it waits on its command: it leaves its lock behind.
+		kctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err = repo.Backup(kctx, BackupStdin{Filename: "a", Host: "h", Command: []string{"sleep", "30"}})
+		Expect(err).To(HaveOccurred(), "the backup was killed")
+		locks, _ := os.ReadDir(filepath.Join(url, "locks"))
+		Expect(locks).NotTo(BeEmpty(), "the killed restic left its lock")
+		Expect(repo.Unlock(ctx)).To(Succeed())
+		locks, _ = os.ReadDir(filepath.Join(url, "locks"))
+		Expect(locks).To(BeEmpty())
+		_, err = repo.Backup(ctx, BackupStdin{Filename: "a", Host: "h", Command: []string{"echo", "ok"}})
+		Expect(err).NotTo(HaveOccurred())
+	})
+})
