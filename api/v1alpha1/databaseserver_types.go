@@ -64,7 +64,7 @@ type DatabaseServerStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready (reachable, authenticated, privileges sufficient).
+	// conditions: Ready (reachable and the admin credentials authenticate; privileges are not checked yet).
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=32
