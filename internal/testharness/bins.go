@@ -13,43 +13,29 @@ func BinDir() (string, error) {
 	if d := os.Getenv("CUSTOS_BIN"); d != "" {
 		return filepath.Abs(d)
 	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", fmt.Errorf("%w and CUSTOS_BIN is not set", err)
+	}
+	return filepath.Join(root, "bin"), nil
+}
+
+// RepoRoot is the directory holding go.mod, found upwards from the working directory.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "bin"), nil
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory and CUSTOS_BIN is not set")
+			return "", fmt.Errorf("no go.mod above the working directory")
 		}
 		dir = parent
 	}
-}
-
-// RepoRoot is the directory holding go.mod.
-func RepoRoot() (string, error) {
-	b, err := BinDir()
-	if err != nil {
-		return "", err
-	}
-	if os.Getenv("CUSTOS_BIN") != "" {
-		// bin/ may live elsewhere; find the root from the working directory instead.
-		dir, _ := os.Getwd()
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				return dir, nil
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				return "", fmt.Errorf("no go.mod above the working directory")
-			}
-			dir = parent
-		}
-	}
-	return filepath.Dir(b), nil
 }
 
 // Tool returns the path of a tool built into bin/, or an error telling how to build it.
