@@ -318,6 +318,15 @@ type TenantStatus struct {
 	// +optional
 	LastDrill *RestoreDrillStatus `json:"lastDrill,omitempty"`
 
+	// tasks are the backup tasks started and not yet finished. A task is written here before it starts, so a
+	// manager that restarts finds it and runs it again (after clearing stale repository locks) instead of leaving
+	// it running forever; its key makes sure one scheduled slot produces one result.
+	// +listType=map
+	// +listMapKey=key
+	// +kubebuilder:validation:MaxItems=32
+	// +optional
+	Tasks []BackupTask `json:"tasks,omitempty"`
+
 	// exit records the steps of the exit, once it started.
 	// +optional
 	Exit *TenantExitStatus `json:"exit,omitempty"`
@@ -388,7 +397,65 @@ type LocationBackupStatus struct {
 	// nextRun is when the next job for this location is due.
 	// +optional
 	NextRun *metav1.Time `json:"nextRun,omitempty"`
+	// lastSnapshotSlot is the latest snapshot slot answered here (primary), successfully or not.
+	// +optional
+	LastSnapshotSlot *metav1.Time `json:"lastSnapshotSlot,omitempty"`
+	// lastCopySlot is the latest copy slot answered here (offsite).
+	// +optional
+	LastCopySlot *metav1.Time `json:"lastCopySlot,omitempty"`
+	// lastExpiry is the latest expiry slot answered here.
+	// +optional
+	LastExpiry *metav1.Time `json:"lastExpiry,omitempty"`
+	// expiredSnapshots is how many snapshots the latest expiry run removed.
+	// +optional
+	ExpiredSnapshots int32 `json:"expiredSnapshots,omitempty"`
+	// lastCheck is the latest integrity check slot answered here.
+	// +optional
+	LastCheck *metav1.Time `json:"lastCheck,omitempty"`
+	// lastCheckSucceeded is the result of that check.
+	// +optional
+	LastCheckSucceeded *bool `json:"lastCheckSucceeded,omitempty"`
 	// lastError is the latest failure at this location, cleared by the next success.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+}
+
+// TaskKind is a kind of backup work.
+// +kubebuilder:validation:Enum=Snapshot;Copy;Expiry;Check;Drill
+type TaskKind string
+
+// Kinds of backup work.
+const (
+	TaskSnapshot TaskKind = "Snapshot"
+	TaskCopy     TaskKind = "Copy"
+	TaskExpiry   TaskKind = "Expiry"
+	TaskCheck    TaskKind = "Check"
+	TaskDrill    TaskKind = "Drill"
+)
+
+// BackupTask is a unit of backup work for one scheduled slot.
+type BackupTask struct {
+	// key identifies the task: kind/location/slot, the same for every attempt.
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+	// kind of work.
+	Kind TaskKind `json:"kind"`
+	// location is the BackupLocation the task works on.
+	// +optional
+	Location string `json:"location,omitempty"`
+	// slot is the scheduled time the task answers.
+	Slot metav1.Time `json:"slot"`
+	// startedAt is when the latest attempt started.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// attempts made so far.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// notBefore delays the next attempt after a failure.
+	// +optional
+	NotBefore *metav1.Time `json:"notBefore,omitempty"`
+	// lastError is the latest attempt's failure.
 	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	LastError string `json:"lastError,omitempty"`
@@ -398,6 +465,12 @@ type LocationBackupStatus struct {
 type RestoreDrillStatus struct {
 	// time the drill started.
 	Time metav1.Time `json:"time"`
+	// slot is the scheduled drill this result answers.
+	// +optional
+	Slot *metav1.Time `json:"slot,omitempty"`
+	// tables compared.
+	// +optional
+	Tables int32 `json:"tables,omitempty"`
 	// snapshot that was restored.
 	// +optional
 	Snapshot string `json:"snapshot,omitempty"`

@@ -72,25 +72,40 @@ type Repository struct {
 	Env []string
 	// CacheDir is restic's cache; empty runs with --no-cache.
 	CacheDir string
+	// Dir is the working directory of restic (BackupDir's paths are relative to it).
+	Dir string
 }
 
 // run runs restic with args and returns stdout. stderr is kept for the error only.
 func (r Repository) run(ctx context.Context, stdin io.Reader, args ...string) ([]byte, error) {
-	full := append([]string{"--repo", r.URL, "--json"}, args...)
+	var stdout bytes.Buffer
+	err := r.stream(ctx, stdin, &stdout, nil, args...)
+	return stdout.Bytes(), err
+}
+
+// stream runs restic with args, its stdout going to stdout. The repository (and the source repository of a copy)
+// go through the environment, not the arguments, so that backend credentials never show in a process list.
+func (r Repository) stream(ctx context.Context, stdin io.Reader, stdout io.Writer, extraEnv []string, args ...string) error {
+	full := append([]string{"--json"}, args...)
 	if r.CacheDir == "" {
 		full = append([]string{"--no-cache"}, full...)
 	} else {
 		full = append([]string{"--cache-dir", r.CacheDir}, full...)
 	}
 	cmd := exec.CommandContext(ctx, r.Binary, full...)
-	cmd.Env = append(baseEnv(), "RESTIC_PASSWORD="+r.Password)
+	cmd.Env = append(baseEnv(), "RESTIC_REPOSITORY="+r.URL, "RESTIC_PASSWORD="+r.Password)
 	cmd.Env = append(cmd.Env, r.Env...)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	cmd.Dir = r.Dir
 	cmd.Stdin = stdin
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// restic exits cleanly (removing its lock) on SIGINT; a context cancel sends that first.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = stdout, &stderr
 	err := cmd.Run()
 	if err == nil {
-		return stdout.Bytes(), nil
+		return nil
 	}
 	code := -1
 	var exit *exec.ExitError
@@ -101,7 +116,10 @@ func (r Repository) run(ctx context.Context, stdin io.Reader, args ...string) ([
 	if msg == "" {
 		msg = err.Error()
 	}
-	return stdout.Bytes(), &Error{Command: args[0], Code: code, Message: msg}
+	if ctx.Err() != nil {
+		msg = fmt.Sprintf("%s (stopped: %v)", msg, context.Cause(ctx))
+	}
+	return &Error{Command: args[0], Code: code, Message: msg}
 }
 
 // baseEnv is what restic needs of the manager's environment, and nothing else (no inherited RESTIC_* settings).
@@ -191,4 +209,66 @@ func (r Repository) Forget(ctx context.Context, ids []string) error {
 func (r Repository) Unlock(ctx context.Context) error {
 	_, err := r.run(ctx, nil, "unlock")
 	return err
+}
+
+// BackupDir backs up paths (relative to Dir, so the snapshot holds them under /) with tags and host.
+func (r Repository) BackupDir(ctx context.Context, host string, tags []string, at time.Time, paths ...string) (Summary, error) {
+	args := []string{"backup", "--host", host}
+	for _, t := range tags {
+		args = append(args, "--tag", t)
+	}
+	if !at.IsZero() {
+		args = append(args, "--time", at.UTC().Format("2006-01-02 15:04:05"))
+	}
+	args = append(append(args, "--"), paths...)
+	out, err := r.run(ctx, nil, args...)
+	if err != nil {
+		return Summary{}, err
+	}
+	return ParseBackup(out)
+}
+
+// InitCopyOf creates the repository with a key of its own and the chunker parameters of from, so that snapshots
+// copied from there deduplicate here.
+func (r Repository) InitCopyOf(ctx context.Context, from Repository) (string, error) {
+	out, err := r.runWithFrom(ctx, from, "init", "--copy-chunker-params")
+	if err != nil {
+		return "", err
+	}
+	return ParseInit(out)
+}
+
+// Copy copies the snapshots of from that carry every tag in tags and are not here yet (restic copy skips those
+// already copied).
+func (r Repository) Copy(ctx context.Context, from Repository, tags ...string) error {
+	args := []string{"copy"}
+	if len(tags) > 0 {
+		args = append(args, "--tag", strings.Join(tags, ","))
+	}
+	_, err := r.runWithFrom(ctx, from, args...)
+	return err
+}
+
+func (r Repository) runWithFrom(ctx context.Context, from Repository, args ...string) ([]byte, error) {
+	// Backend settings (S3 keys) are the same variables for source and destination: restic has no FROM_ variant
+	// of them. rest-server credentials travel in the repository URL, which is passed through the environment.
+	env := append([]string{"RESTIC_FROM_REPOSITORY=" + from.URL, "RESTIC_FROM_PASSWORD=" + from.Password}, from.Env...)
+	var stdout bytes.Buffer
+	err := r.stream(ctx, nil, &stdout, env, args...)
+	return stdout.Bytes(), err
+}
+
+// Check verifies the repository's structure and reads back subset of its data ("5%", "1/7"); empty reads none.
+func (r Repository) Check(ctx context.Context, subset string) error {
+	args := []string{"check"}
+	if subset != "" {
+		args = append(args, "--read-data-subset", subset)
+	}
+	_, err := r.run(ctx, nil, args...)
+	return err
+}
+
+// Dump writes the file path of snapshot id to w, streaming.
+func (r Repository) Dump(ctx context.Context, id, path string, w io.Writer) error {
+	return r.stream(ctx, nil, w, nil, "dump", id, path)
 }
