@@ -3,6 +3,7 @@ package restic
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -99,12 +100,25 @@ var _ = Describe("A real restic repository", func() {
 		repo := Repository{Binary: resticBin, URL: url, Password: "pw"}
 		_, err := repo.Init(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		// Kill restic (SIGKILL through the context) while it waits on its command: it leaves its lock behind.
-		kctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		// A cancelled context stops restic with SIGINT: it removes its own lock and records no snapshot.
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		_, err = repo.Backup(kctx, BackupStdin{Filename: "a", Host: "h", Command: []string{"sleep", "30"}})
-		Expect(err).To(HaveOccurred(), "the backup was killed")
+		_, err = repo.Backup(cctx, BackupStdin{Filename: "a", Host: "h", Command: []string{"sleep", "30"}})
+		Expect(err).To(HaveOccurred(), "the backup was cancelled")
 		locks, _ := os.ReadDir(filepath.Join(url, "locks"))
+		Expect(locks).To(BeEmpty(), "an interrupted restic removes its lock")
+		snaps, err := repo.Snapshots(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(snaps).To(BeEmpty())
+
+		// SIGKILL (an OOM kill, a node lost) while it waits on its command leaves the lock behind.
+		cmd := exec.Command(resticBin, "--no-cache", "backup", "--stdin-from-command", "--stdin-filename", "a", "--", "sleep", "30")
+		cmd.Env = append(os.Environ(), "RESTIC_REPOSITORY="+url, "RESTIC_PASSWORD=pw")
+		Expect(cmd.Start()).To(Succeed())
+		Eventually(func() []os.DirEntry { l, _ := os.ReadDir(filepath.Join(url, "locks")); return l }, 10*time.Second).ShouldNot(BeEmpty())
+		Expect(cmd.Process.Kill()).To(Succeed())
+		_ = cmd.Wait()
+		locks, _ = os.ReadDir(filepath.Join(url, "locks"))
 		Expect(locks).NotTo(BeEmpty(), "the killed restic left its lock")
 		Expect(repo.Unlock(ctx)).To(Succeed())
 		locks, _ = os.ReadDir(filepath.Join(url, "locks"))
