@@ -1,0 +1,9 @@
+//go:build !linux
+
+package pgdump
+
+import "syscall"
+
+// childSysProcAttr: outside Linux there is no parent-death signal; a dump whose helper died fails on its next
+// write to the closed pipe.
+func childSysProcAttr() *syscall.SysProcAttr { return nil }
