@@ -129,6 +129,11 @@ func Connect(ctx context.Context, cfg ConnConfig) (*Server, error) {
 	return &Server{cfg: cfg, conn: conn, close: conn.Close}, nil
 }
 
+// ConnectDB opens a session on database db (the maintenance database when empty) with cfg's credentials.
+func (c ConnConfig) ConnectDB(ctx context.Context, db string) (*pgx.Conn, error) {
+	return c.connect(ctx, db)
+}
+
 // connect opens a session on database db, trusting cfg.CAPEM when given; errors never carry the password.
 func (c ConnConfig) connect(ctx context.Context, db string) (*pgx.Conn, error) {
 	pc, err := pgx.ParseConfig(c.URL(db))

@@ -116,10 +116,31 @@ func (r Repository) stream(ctx context.Context, stdin io.Reader, stdout io.Write
 	if msg == "" {
 		msg = err.Error()
 	}
+	if strings.Contains(msg, "command failed") {
+		// The command restic ran (pg_dump) said why on the shared stderr; keep its last words.
+		if why := commandStderr(stderr.Bytes(), 3); why != "" {
+			msg += ": " + why
+		}
+	}
 	if ctx.Err() != nil {
 		msg = fmt.Sprintf("%s (stopped: %v)", msg, context.Cause(ctx))
 	}
 	return &Error{Command: args[0], Code: code, Message: msg}
+}
+
+// commandStderr is the last n lines of stderr that are not restic's own JSON messages.
+func commandStderr(stderr []byte, n int) string {
+	var lines []string
+	for _, l := range strings.Split(string(stderr), "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !strings.HasPrefix(l, "{") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "; ")
 }
 
 // baseEnv is what restic needs of the manager's environment, and nothing else (no inherited RESTIC_* settings).
@@ -238,14 +259,12 @@ func (r Repository) InitCopyOf(ctx context.Context, from Repository) (string, er
 	return ParseInit(out)
 }
 
-// Copy copies the snapshots of from that carry every tag in tags and are not here yet (restic copy skips those
-// already copied).
-func (r Repository) Copy(ctx context.Context, from Repository, tags ...string) error {
-	args := []string{"copy"}
-	if len(tags) > 0 {
-		args = append(args, "--tag", strings.Join(tags, ","))
+// Copy copies the snapshots ids of from that are not here yet (restic copy skips those already copied).
+func (r Repository) Copy(ctx context.Context, from Repository, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
 	}
-	_, err := r.runWithFrom(ctx, from, args...)
+	_, err := r.runWithFrom(ctx, from, append([]string{"copy"}, ids...)...)
 	return err
 }
 

@@ -1,0 +1,346 @@
+// Package backup carries out a tenant's backup work on restic repositories and PostgreSQL: repositories opened
+// or created, the daily snapshot (the database dump and the tenant's Kubernetes objects, with per-table row
+// counts and checksums), the offsite copy, expiry by the wall clock, the integrity check and the restore drill.
+// It knows nothing of Kubernetes: callers hand in repositories, connection settings and the objects as YAML.
+// Every function is safe to run again after a crash: a slot that already produced its snapshot is not taken
+// twice, a copy skips what is there, an expiry forgets what is still expired.
+package backup
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/custos-io/custos/internal/pgdump"
+	"github.com/custos-io/custos/internal/postgres"
+	"github.com/custos-io/custos/internal/restic"
+	"github.com/custos-io/custos/internal/retention"
+)
+
+// Tags and names in the repository.
+const (
+	TagTenant   = "tenant"
+	TagKind     = "kind"
+	TagSlot     = "slot"
+	KindDB      = "db"
+	KindObjects = "objects"
+	// DumpFile is the file name of the database dump inside a db snapshot.
+	DumpFile = "database.sql"
+	// MetaDir is the directory of an objects snapshot: tables.json and objects/….
+	MetaDir = "custos-backup"
+)
+
+func tag(k, v string) string { return k + "=" + v }
+
+// SlotTag is the tag value of a scheduled slot.
+func SlotTag(slot time.Time) string { return strconv.FormatInt(slot.Unix(), 10) }
+
+// Database is how to reach the tenant's database with pg_dump and psql.
+type Database struct {
+	// Conn is the administrative connection (its Database is ignored: Name is dumped).
+	Conn postgres.ConnConfig
+	// Name of the tenant's database.
+	Name string
+	// PgDump and Psql are the client programs.
+	PgDump, Psql string
+	// RestrictKey, when pg_dump supports --restrict-key (15.14, 16.10, 17.6 and later), replaces the random key
+	// pg_dump puts in its \restrict line with this one, which stays the same from one day to the next. A random
+	// key changes the first and the last chunk of every dump, which costs a repository two chunks a day of
+	// unchanged data. The key is a secret derived from the repository key (see DeriveRestrictKey): it protects a
+	// restore from psql meta-commands smuggled into the data as well as a random one does.
+	RestrictKey string
+}
+
+// DeriveRestrictKey is a stable, secret \restrict key for a tenant's dumps: an HMAC of the tenant's name under
+// the repository key, in the letters and digits pg_dump accepts.
+func DeriveRestrictKey(repositoryKey, tenant string) string {
+	m := hmac.New(sha256.New, []byte(repositoryKey))
+	m.Write([]byte("custos restrict key " + tenant))
+	return hex.EncodeToString(m.Sum(nil))[:32]
+}
+
+var restrictSupport sync.Map // pg_dump path → bool
+
+// SupportsRestrictKey reports whether the pg_dump at path knows --restrict-key.
+func SupportsRestrictKey(ctx context.Context, path string) bool {
+	if v, ok := restrictSupport.Load(path); ok {
+		return v.(bool)
+	}
+	out, err := exec.CommandContext(ctx, path, "--help").Output()
+	ok := err == nil && bytes.Contains(out, []byte("--restrict-key"))
+	if err == nil {
+		restrictSupport.Store(path, ok)
+	}
+	return ok
+}
+
+// env is the libpq environment for database db; a CA bundle is written into dir.
+func (d Database) env(db, dir string) ([]string, error) {
+	c := d.Conn
+	port := c.Port
+	if port == 0 {
+		port = 5432
+	}
+	env := []string{
+		"PGHOST=" + c.Host, "PGPORT=" + strconv.Itoa(port), "PGUSER=" + c.User, "PGPASSWORD=" + c.Password,
+		"PGDATABASE=" + db, "PGSSLMODE=" + c.SSLMode, "PGCONNECT_TIMEOUT=10", "PGAPPNAME=custos-backup",
+	}
+	if len(c.CAPEM) > 0 {
+		ca := filepath.Join(dir, "ca.crt")
+		if err := os.WriteFile(ca, c.CAPEM, 0o600); err != nil {
+			return nil, err
+		}
+		env = append(env, "PGSSLROOTCERT="+ca)
+	}
+	return env, nil
+}
+
+// Open returns the repository's id, creating it when it does not exist. from, when not nil, is the primary an
+// offsite repository copies from: a new offsite repository gets its chunker parameters (so copied data
+// deduplicates) and a key of its own.
+func Open(ctx context.Context, repo restic.Repository, from *restic.Repository) (id string, created bool, err error) {
+	id, err = repo.ID(ctx)
+	if err == nil {
+		return id, false, nil
+	}
+	if !restic.IsCode(err, restic.ExitNoRepository) {
+		return "", false, err
+	}
+	if from != nil {
+		id, err = repo.InitCopyOf(ctx, *from)
+	} else {
+		id, err = repo.Init(ctx)
+	}
+	return id, err == nil, err
+}
+
+// SnapshotInput is one scheduled snapshot of a tenant.
+type SnapshotInput struct {
+	Tenant string
+	Slot   time.Time
+	// At is the snapshot's time; zero means now. Benchmarks and tests back-date with it.
+	At       time.Time
+	Database Database
+	// Objects are the tenant's Kubernetes objects: path under objects/ → YAML.
+	Objects map[string][]byte
+	// TempDir holds the stats file and the objects while they are backed up; it is removed afterwards.
+	TempDir string
+}
+
+// SnapshotResult is what a snapshot produced.
+type SnapshotResult struct {
+	DBSnapshot      string    `json:"dbSnapshot"`
+	ObjectsSnapshot string    `json:"objectsSnapshot"`
+	Time            time.Time `json:"time"`
+	Tables          int       `json:"tables"`
+	Rows            int64     `json:"rows"`
+	DumpBytes       int64     `json:"dumpBytes"`
+	DataAdded       int64     `json:"dataAdded"`
+	// Reused is true when the slot had already produced its snapshot (a retry after a crash).
+	Reused bool `json:"reused"`
+}
+
+// Meta is tables.json in an objects snapshot.
+type Meta struct {
+	Tenant     string       `json:"tenant"`
+	Slot       time.Time    `json:"slot"`
+	DBSnapshot string       `json:"dbSnapshot"`
+	Database   string       `json:"database"`
+	Stats      pgdump.Stats `json:"stats"`
+}
+
+// Snapshot takes the slot's snapshot: the database through pg_dump (plain format, which restic deduplicates and
+// compresses) run by restic itself, so a failing pg_dump records no snapshot, with row counts and checksums
+// computed from the same stream; then the objects and those figures as a second snapshot with the same slot
+// tag. A slot that already has both is not taken again; a database snapshot left without its objects by a crash
+// is forgotten and taken again.
+func Snapshot(ctx context.Context, repo restic.Repository, in SnapshotInput) (SnapshotResult, error) {
+	slotTags := []string{tag(TagTenant, in.Tenant), tag(TagSlot, SlotTag(in.Slot))}
+	existing, err := repo.Snapshots(ctx, slotTags...)
+	if err != nil {
+		return SnapshotResult{}, err
+	}
+	var db, objects *restic.Snapshot
+	for i := range existing {
+		switch existing[i].Tag(TagKind) {
+		case KindDB:
+			db = &existing[i]
+		case KindObjects:
+			objects = &existing[i]
+		}
+	}
+	if db != nil && objects != nil {
+		return SnapshotResult{DBSnapshot: db.ID, ObjectsSnapshot: objects.ID, Time: db.Time, Reused: true}, nil
+	}
+	if db != nil {
+		if err := repo.Forget(ctx, []string{db.ID}); err != nil {
+			return SnapshotResult{}, fmt.Errorf("forgetting the database snapshot a crash left without its objects: %w", err)
+		}
+	}
+
+	dir, err := os.MkdirTemp(in.TempDir, "snapshot-")
+	if err != nil {
+		return SnapshotResult{}, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	env, err := in.Database.env(in.Database.Name, dir)
+	if err != nil {
+		return SnapshotResult{}, err
+	}
+	statsFile := filepath.Join(dir, "stats.json")
+	dump := []string{in.Database.PgDump, "--format=plain", "--no-password", "--quote-all-identifiers"}
+	if in.Database.RestrictKey != "" && SupportsRestrictKey(ctx, in.Database.PgDump) {
+		dump = append(dump, "--restrict-key="+in.Database.RestrictKey)
+	}
+	cmd, err := pgdump.Command(dump)
+	if err != nil {
+		return SnapshotResult{}, err
+	}
+	dumpRepo := repo
+	dumpRepo.Env = append(append(append([]string(nil), repo.Env...), env...), pgdump.StatsFileEnv+"="+statsFile)
+	sum, err := dumpRepo.Backup(ctx, restic.BackupStdin{
+		Filename: DumpFile, Host: in.Tenant, Time: in.At, Command: cmd,
+		Tags: append([]string{tag(TagKind, KindDB)}, slotTags...),
+	})
+	if err != nil {
+		return SnapshotResult{}, fmt.Errorf("database dump: %w", err)
+	}
+	stats, err := pgdump.ReadStatsFile(statsFile)
+	if err != nil {
+		return SnapshotResult{}, fmt.Errorf("row counts of the dump: %w", err)
+	}
+
+	meta := Meta{Tenant: in.Tenant, Slot: in.Slot.UTC(), DBSnapshot: sum.SnapshotID, Database: in.Database.Name, Stats: stats}
+	if err := writeMeta(filepath.Join(dir, "meta"), meta, in.Objects); err != nil {
+		return SnapshotResult{}, err
+	}
+	metaRepo := repo
+	metaRepo.Dir = filepath.Join(dir, "meta")
+	osum, err := metaRepo.BackupDir(ctx, in.Tenant, append([]string{tag(TagKind, KindObjects)}, slotTags...), in.At, MetaDir)
+	if err != nil {
+		return SnapshotResult{}, fmt.Errorf("objects and row counts: %w", err)
+	}
+	res := SnapshotResult{
+		DBSnapshot: sum.SnapshotID, ObjectsSnapshot: osum.SnapshotID, Time: sum.BackupStart,
+		Tables: len(stats.Tables), DumpBytes: stats.Bytes, DataAdded: sum.DataAddedPacked + osum.DataAddedPacked,
+	}
+	if !in.At.IsZero() {
+		res.Time = in.At
+	}
+	for _, t := range stats.Tables {
+		res.Rows += t.Rows
+	}
+	return res, nil
+}
+
+func writeMeta(root string, meta Meta, objects map[string][]byte) error {
+	base := filepath.Join(root, MetaDir)
+	if err := os.MkdirAll(filepath.Join(base, "objects"), 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(base, "tables.json"), b, 0o600); err != nil {
+		return err
+	}
+	for name, data := range objects {
+		p := filepath.Join(base, "objects", filepath.Clean("/"+name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Summary is a tenant's snapshots in one repository: one per slot, counted by their database snapshots.
+type Summary struct {
+	Count          int
+	Oldest, Newest time.Time
+}
+
+// Summarize lists the tenant's snapshots.
+func Summarize(ctx context.Context, repo restic.Repository, tenant string) (Summary, []restic.Snapshot, error) {
+	snaps, err := repo.Snapshots(ctx, tag(TagTenant, tenant))
+	if err != nil {
+		return Summary{}, nil, err
+	}
+	var s Summary
+	for _, sn := range snaps {
+		if sn.Tag(TagKind) != KindDB {
+			continue
+		}
+		s.Count++
+		if s.Oldest.IsZero() || sn.Time.Before(s.Oldest) {
+			s.Oldest = sn.Time
+		}
+		if sn.Time.After(s.Newest) {
+			s.Newest = sn.Time
+		}
+	}
+	return s, snaps, nil
+}
+
+func toRetention(snaps []restic.Snapshot) []retention.Snapshot {
+	out := make([]retention.Snapshot, 0, len(snaps))
+	for _, s := range snaps {
+		out = append(out, retention.Snapshot{ID: s.ID, Time: s.Time})
+	}
+	return out
+}
+
+// Expire forgets every snapshot of the tenant taken more than keepWithin before now and prunes what only they
+// referenced, so the data is gone from the repository, not just unlisted. It does not depend on newer snapshots
+// existing. It returns how many snapshots it removed.
+func Expire(ctx context.Context, repo restic.Repository, tenant string, keepWithin time.Duration, now time.Time) (int, error) {
+	snaps, err := repo.Snapshots(ctx, tag(TagTenant, tenant))
+	if err != nil {
+		return 0, err
+	}
+	ids := retention.Expired(toRetention(snaps), keepWithin, now)
+	if err := repo.Forget(ctx, ids); err != nil {
+		return 0, err
+	}
+	return len(ids), nil
+}
+
+// Copy copies to offsite the tenant's snapshots in primary that are inside the retention window and not there
+// yet. Expired snapshots are never copied, so a copy that runs between the two locations' expiry runs does not
+// bring back what the offsite expiry removed. It returns how many snapshots the primary offered.
+func Copy(ctx context.Context, primary, offsite restic.Repository, tenant string, keepWithin time.Duration, now time.Time) (int, error) {
+	snaps, err := primary.Snapshots(ctx, tag(TagTenant, tenant))
+	if err != nil {
+		return 0, fmt.Errorf("listing the primary: %w", err)
+	}
+	expired := map[string]bool{}
+	for _, id := range retention.Expired(toRetention(snaps), keepWithin, now) {
+		expired[id] = true
+	}
+	var ids []string
+	for _, s := range snaps {
+		if !expired[s.ID] {
+			ids = append(ids, s.ID)
+		}
+	}
+	sort.Strings(ids)
+	return len(ids), offsite.Copy(ctx, primary, ids...)
+}
+
+// ErrNoSnapshot is returned by a drill when there is nothing to restore.
+var ErrNoSnapshot = errors.New("no complete snapshot to restore")

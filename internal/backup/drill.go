@@ -1,0 +1,190 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/custos-io/custos/internal/pgdump"
+	"github.com/custos-io/custos/internal/restic"
+)
+
+// DrillInput is a restore drill of a tenant.
+type DrillInput struct {
+	Tenant string
+	// Database reaches the server; the dump is restored into Scratch there, which is dropped afterwards.
+	Database Database
+	Scratch  string
+	TempDir  string
+}
+
+// DrillResult is what a drill found.
+type DrillResult struct {
+	Snapshot string    `json:"snapshot"`
+	Taken    time.Time `json:"taken"`
+	Tables   int       `json:"tables"`
+	Rows     int64     `json:"rows"`
+	// Duration of the restore (download + load): the measured recovery time.
+	Duration time.Duration `json:"duration"`
+	// Differences between what was recorded at backup time and what the restored database holds; none when the
+	// drill succeeded.
+	Differences []string `json:"differences,omitempty"`
+}
+
+// Drill restores the tenant's newest complete snapshot into a scratch database, compares each table's row count
+// (counted in the restored database) and checksum (of the restored stream) with what was recorded at backup
+// time, and drops the scratch database whatever happened.
+func Drill(ctx context.Context, repo restic.Repository, in DrillInput) (DrillResult, error) {
+	snaps, err := repo.Snapshots(ctx, tag(TagTenant, in.Tenant))
+	if err != nil {
+		return DrillResult{}, err
+	}
+	var db, objects *restic.Snapshot
+	for i := range snaps {
+		s := &snaps[i]
+		if s.Tag(TagKind) != KindDB || (db != nil && !s.Time.After(db.Time)) {
+			continue
+		}
+		for j := range snaps {
+			if snaps[j].Tag(TagKind) == KindObjects && snaps[j].Tag(TagSlot) == s.Tag(TagSlot) {
+				db, objects = s, &snaps[j]
+			}
+		}
+	}
+	if db == nil {
+		return DrillResult{}, ErrNoSnapshot
+	}
+	var metaJSON bytes.Buffer
+	if err := repo.Dump(ctx, objects.ID, "/"+MetaDir+"/tables.json", &metaJSON); err != nil {
+		return DrillResult{}, fmt.Errorf("reading the recorded row counts: %w", err)
+	}
+	var meta Meta
+	if err := json.Unmarshal(metaJSON.Bytes(), &meta); err != nil {
+		return DrillResult{}, fmt.Errorf("reading the recorded row counts: %w", err)
+	}
+
+	admin, err := in.Database.Conn.ConnectDB(ctx, "")
+	if err != nil {
+		return DrillResult{}, err
+	}
+	defer func() { _ = admin.Close(context.WithoutCancel(ctx)) }()
+	scratch := pgx.Identifier{in.Scratch}.Sanitize()
+	drop := func(ctx context.Context) error {
+		_, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+scratch+" WITH (FORCE)")
+		return err
+	}
+	if err := drop(ctx); err != nil {
+		return DrillResult{}, fmt.Errorf("dropping an old scratch database: %w", err)
+	}
+	for _, stmt := range []string{
+		"CREATE DATABASE " + scratch,
+		"REVOKE ALL ON DATABASE " + scratch + " FROM PUBLIC",
+		"COMMENT ON DATABASE " + scratch + " IS " + quote("custos.io/drill="+in.Tenant),
+	} {
+		if _, err := admin.Exec(ctx, stmt); err != nil {
+			return DrillResult{}, fmt.Errorf("creating the scratch database: %w", err)
+		}
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = drop(dctx)
+	}()
+
+	start := time.Now()
+	restored, err := restore(ctx, repo, db.ID, in)
+	if err != nil {
+		return DrillResult{}, err
+	}
+	res := DrillResult{Snapshot: db.ID, Taken: db.Time, Tables: len(meta.Stats.Tables)}
+	res.Differences = pgdump.Compare(meta.Stats, restored)
+
+	conn, err := in.Database.Conn.ConnectDB(ctx, in.Scratch)
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	for _, t := range meta.Stats.Tables {
+		var n int64
+		// t.Table is the qualified name as pg_dump wrote it (quoted where needed), so it is valid SQL as is.
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+t.Table).Scan(&n); err != nil {
+			res.Differences = append(res.Differences, fmt.Sprintf("%s: cannot count the restored rows: %v", t.Table, err))
+			continue
+		}
+		res.Rows += n
+		if n != t.Rows {
+			res.Differences = append(res.Differences, fmt.Sprintf("%s: %d rows recorded, %d in the restored database", t.Table, t.Rows, n))
+		}
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// restore streams the dump out of the repository, through the filter, into psql.
+func restore(ctx context.Context, repo restic.Repository, id string, in DrillInput) (pgdump.Stats, error) {
+	dir, err := os.MkdirTemp(in.TempDir, "drill-")
+	if err != nil {
+		return pgdump.Stats{}, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	env, err := in.Database.env(in.Scratch, dir)
+	if err != nil {
+		return pgdump.Stats{}, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	psql := exec.CommandContext(ctx, in.Database.Psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-f", "-")
+	psql.Env = append(os.Environ(), env...)
+	var psqlErr bytes.Buffer
+	psql.Stderr = &psqlErr
+	psql.Stdout = io.Discard
+	stdin, err := psql.StdinPipe()
+	if err != nil {
+		return pgdump.Stats{}, err
+	}
+	if err := psql.Start(); err != nil {
+		return pgdump.Stats{}, err
+	}
+	pr, pw := io.Pipe()
+	dumpErr := make(chan error, 1)
+	go func() {
+		err := repo.Dump(ctx, id, "/"+DumpFile, pw)
+		pw.CloseWithError(err)
+		dumpErr <- err
+	}()
+	stats, ferr := pgdump.Filter(pr, stdin)
+	_ = stdin.Close()
+	if ferr != nil {
+		cancel()
+	}
+	_ = pr.Close()
+	derr := <-dumpErr
+	werr := psql.Wait()
+	switch {
+	case derr != nil:
+		return stats, fmt.Errorf("reading the dump from the repository: %w", derr)
+	case werr != nil:
+		return stats, fmt.Errorf("restoring the dump: psql: %v: %s", werr, strings.TrimSpace(lastLines(psqlErr.String(), 5)))
+	case ferr != nil:
+		return stats, fmt.Errorf("restoring the dump: %w", ferr)
+	}
+	return stats, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
