@@ -89,6 +89,11 @@ test-integration: tools-test ## Only the integration and validation specs (envte
 bench-provision: tools-test build ## Apply 1,000 Tenants at once against envtest + PostgreSQL; time, peak RSS, idle CPU vs a baseline.
 	go run ./hack/bench/provision -tenants $${TENANTS:-1000}
 
+BENCH_BACKUP_FLAGS ?=
+.PHONY: bench-backup
+bench-backup: tools-test ## Back up a 1 GiB pgbench database: custos' snapshot vs pg_dump | restic, dedup of a second one, expiry.
+	go run ./hack/bench/backup $(BENCH_BACKUP_FLAGS)
+
 .PHONY: help
 help:
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
