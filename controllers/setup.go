@@ -3,20 +3,25 @@
 package controllers
 
 import (
+	"os"
+	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/internal/postgres"
+	"github.com/custos-io/custos/internal/runner"
 )
 
 // Options configure the controllers.
@@ -30,6 +35,17 @@ type Options struct {
 	// Resync is how often a provisioned tenant is checked for drift outside Kubernetes; RetryAfter how soon a
 	// step that failed outside Kubernetes is retried.
 	Resync, RetryAfter time.Duration
+	// Programs are restic, pg_dump and psql. Backups run when Programs.Restic is set.
+	Programs Programs
+	// WorkDir holds backup tasks' temporary files and restic's cache.
+	WorkDir string
+	// BackupConcurrency is how many backup tasks run at once; BackupConcurrencyPerLocation how many at one
+	// location.
+	BackupConcurrency, BackupConcurrencyPerLocation int
+	// TaskTimeout ends a backup task that runs longer.
+	TaskTimeout time.Duration
+	// Runner runs backup tasks; the in-process pool when nil.
+	Runner runner.Runner
 }
 
 // Permissions the manager needs whatever controllers run: leader election and Events.
@@ -77,8 +93,45 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&TenantReconciler{
+	if err := (&TenantReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-tenant"),
 		Clock: opts.Clock, Namespace: opts.Namespace, Resync: opts.Resync, RetryAfter: opts.RetryAfter, Pools: pools,
+	}).SetupWithManager(mgr, opts.TenantConcurrency); err != nil {
+		return err
+	}
+	if err := (&BackupLocationReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-backuplocation"),
+		Clock: opts.Clock, Namespace: opts.Namespace, Recheck: 5 * time.Minute, RetryAfter: opts.RetryAfter,
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&RetentionPolicyReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if opts.Programs.Restic == "" {
+		mgr.GetLogger().Info("No restic program configured: backups are not scheduled")
+		return nil
+	}
+	done := make(chan event.GenericEvent, 1024)
+	run := opts.Runner
+	if run == nil {
+		if opts.WorkDir == "" {
+			opts.WorkDir = filepath.Join(os.TempDir(), "custos")
+		}
+		exec := &BackupExecutor{Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Programs: opts.Programs, WorkDir: opts.WorkDir, Clock: opts.Clock}
+		pool := runner.NewPool(exec, runner.PoolOptions{
+			Global: opts.BackupConcurrency, PerLocation: opts.BackupConcurrencyPerLocation, Timeout: opts.TaskTimeout,
+			Notify: func(sp runner.Spec) {
+				done <- event.GenericEvent{Object: &custosv1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: sp.Tenant}}}
+			},
+		})
+		if err := mgr.Add(pool); err != nil {
+			return err
+		}
+		run = pool
+	}
+	return (&TenantBackupReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-backup"),
+		Clock: opts.Clock, Namespace: opts.Namespace, Runner: run, Done: done, RetryAfter: opts.RetryAfter,
 	}).SetupWithManager(mgr, opts.TenantConcurrency)
 }

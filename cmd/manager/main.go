@@ -4,6 +4,8 @@ package main
 import (
 	"flag"
 	"os"
+	"path/filepath"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -42,6 +44,17 @@ func main() {
 	flag.IntVar(&concurrency, "tenant-concurrency", 4, "How many tenants are provisioned at once.")
 	flag.Float64Var(&qps, "kube-api-qps", 50, "Requests per second the manager may send to the Kubernetes API (client-side limit).")
 	flag.IntVar(&burst, "kube-api-burst", 100, "Burst of requests above --kube-api-qps.")
+	var progs controllers.Programs
+	var workDir string
+	var backupConc, backupConcLoc int
+	var taskTimeout time.Duration
+	flag.StringVar(&progs.Restic, "restic", "restic", "The restic program (a path or a name on PATH). Empty turns backups off.")
+	flag.StringVar(&progs.PgDump, "pg-dump", "pg_dump", "The pg_dump program; its major version must be at least the servers'.")
+	flag.StringVar(&progs.Psql, "psql", "psql", "The psql program (restore drills).")
+	flag.StringVar(&workDir, "work-dir", filepath.Join(os.TempDir(), "custos"), "Directory for backup tasks' temporary files and restic's cache.")
+	flag.IntVar(&backupConc, "backup-concurrency", 2, "How many backup tasks run at once.")
+	flag.IntVar(&backupConcLoc, "backup-concurrency-per-location", 2, "How many backup tasks run at once at one BackupLocation.")
+	flag.DurationVar(&taskTimeout, "task-timeout", 6*time.Hour, "A backup task running longer is stopped and retried.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -67,7 +80,10 @@ func main() {
 		log.Error(err, "Could not create the manager")
 		os.Exit(1)
 	}
-	if err := controllers.Setup(mgr, controllers.Options{Namespace: namespace, TenantConcurrency: concurrency}); err != nil {
+	if err := controllers.Setup(mgr, controllers.Options{
+		Namespace: namespace, TenantConcurrency: concurrency, Programs: progs, WorkDir: workDir,
+		BackupConcurrency: backupConc, BackupConcurrencyPerLocation: backupConcLoc, TaskTimeout: taskTimeout,
+	}); err != nil {
 		log.Error(err, "Could not set up the controllers")
 		os.Exit(1)
 	}

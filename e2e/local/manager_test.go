@@ -38,6 +38,7 @@ func startManager() *runningManager {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controllers.Setup(mgr, controllers.Options{
 		Namespace: managerNamespace, TenantConcurrency: 4, Resync: time.Minute, RetryAfter: 2 * time.Second,
+		Programs: programs, WorkDir: workDir, TaskTimeout: 5 * time.Minute,
 	})).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &runningManager{cancel: cancel, done: make(chan error, 1)}
@@ -47,5 +48,6 @@ func startManager() *runningManager {
 
 func (m *runningManager) stop() {
 	m.cancel()
-	Eventually(m.done, 30*time.Second).Should(Receive(BeNil()))
+	// Running backup tasks are interrupted (SIGINT to restic, which removes its lock) and waited for.
+	Eventually(m.done, 90*time.Second).Should(Receive(BeNil()))
 }

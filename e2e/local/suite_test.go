@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/custos-io/custos/controllers"
 	"github.com/custos-io/custos/internal/testharness"
 )
 
@@ -19,6 +20,8 @@ var (
 	k8s          client.Client
 	pg           *testharness.Postgres
 	restServer   *testharness.RestServer
+	programs     controllers.Programs
+	workDir      string
 )
 
 func TestLocal(t *testing.T) {
@@ -43,6 +46,15 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	pg, err = testharness.StartPostgres(ctx)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(pg.Stop)
+
+	By("finding restic, pg_dump and psql")
+	programs.Restic, err = testharness.Tool("restic")
+	Expect(err).NotTo(HaveOccurred())
+	programs.PgDump, err = testharness.PostgresBinary("pg_dump")
+	Expect(err).NotTo(HaveOccurred())
+	programs.Psql, err = testharness.PostgresBinary("psql")
+	Expect(err).NotTo(HaveOccurred())
+	workDir = GinkgoT().TempDir()
 
 	By("starting rest-server")
 	restServer, err = testharness.StartRestServer(ctx)

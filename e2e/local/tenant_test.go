@@ -76,6 +76,10 @@ func condition(ctx context.Context, obj client.Object, typ string) func(Gomega) 
 			conds = o.Status.Conditions
 		case *custosv1alpha1.DatabaseServer:
 			conds = o.Status.Conditions
+		case *custosv1alpha1.BackupLocation:
+			conds = o.Status.Conditions
+		case *custosv1alpha1.RetentionPolicy:
+			conds = o.Status.Conditions
 		}
 		c := meta.FindStatusCondition(conds, typ)
 		g.Expect(c).NotTo(BeNil(), "condition %s not set yet", typ)

@@ -137,6 +137,9 @@ type SnapshotInput struct {
 	Objects map[string][]byte
 	// TempDir holds the stats file and the objects while they are backed up; it is removed afterwards.
 	TempDir string
+	// FirstAttempt is true when no earlier attempt at this slot ever started (the caller recorded the attempt
+	// before starting it): there is nothing of the slot in the repository to look for, which saves a restic run.
+	FirstAttempt bool
 }
 
 // SnapshotResult is what a snapshot produced.
@@ -168,9 +171,12 @@ type Meta struct {
 // is forgotten and taken again.
 func Snapshot(ctx context.Context, repo restic.Repository, in SnapshotInput) (SnapshotResult, error) {
 	slotTags := []string{tag(TagTenant, in.Tenant), tag(TagSlot, SlotTag(in.Slot))}
-	existing, err := repo.Snapshots(ctx, slotTags...)
-	if err != nil {
-		return SnapshotResult{}, err
+	var existing []restic.Snapshot
+	if !in.FirstAttempt {
+		var err error
+		if existing, err = repo.Snapshots(ctx, slotTags...); err != nil {
+			return SnapshotResult{}, err
+		}
 	}
 	var db, objects *restic.Snapshot
 	for i := range existing {

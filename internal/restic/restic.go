@@ -74,6 +74,9 @@ type Repository struct {
 	CacheDir string
 	// Dir is the working directory of restic (BackupDir's paths are relative to it).
 	Dir string
+	// RetryLock makes a command wait this long for a lock another command holds (a prune holds an exclusive
+	// one) instead of failing at once with exit code 11.
+	RetryLock time.Duration
 }
 
 // run runs restic with args and returns stdout. stderr is kept for the error only.
@@ -87,6 +90,9 @@ func (r Repository) run(ctx context.Context, stdin io.Reader, args ...string) ([
 // go through the environment, not the arguments, so that backend credentials never show in a process list.
 func (r Repository) stream(ctx context.Context, stdin io.Reader, stdout io.Writer, extraEnv []string, args ...string) error {
 	full := append([]string{"--json"}, args...)
+	if r.RetryLock > 0 {
+		full = append([]string{"--retry-lock", r.RetryLock.String()}, full...)
+	}
 	if r.CacheDir == "" {
 		full = append([]string{"--no-cache"}, full...)
 	} else {
@@ -100,7 +106,7 @@ func (r Repository) stream(ctx context.Context, stdin io.Reader, stdout io.Write
 	cmd.Stdin = stdin
 	// restic exits cleanly (removing its lock) on SIGINT; a context cancel sends that first.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 30 * time.Second
+	cmd.WaitDelay = 10 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = stdout, &stderr
 	err := cmd.Run()

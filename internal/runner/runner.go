@@ -4,7 +4,7 @@
 // kind, location, scheduled slot) so that a runner may carry it anywhere: the in-process Pool here runs it in a
 // goroutine under a global and a per-location concurrency limit; a Job runner could start a Kubernetes Job that
 // runs the same Executor from the same image and reads the Output back, without touching the controllers. A
-// finished task's Result waits in the runner until the controller Takes it, and Notify tells the controller to
+// finished task's Result waits in the runner until the controller has recorded it and Forgets it, and Notify tells the controller to
 // come and look.
 package runner
 
@@ -16,12 +16,15 @@ import (
 )
 
 // Spec is one unit of work. Key() is its idempotency key: submitting a Spec whose key is queued, running or
-// finished-but-not-taken does nothing.
+// finished-but-not-forgotten does nothing.
 type Spec struct {
 	Tenant   string    `json:"tenant"`
 	Kind     string    `json:"kind"`
 	Location string    `json:"location,omitempty"`
 	Slot     time.Time `json:"slot"`
+	// Attempt counts from 1; it is not part of the key. A first attempt has never started before, so work that
+	// must check for a half-done earlier attempt can skip that check.
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // Key is tenant/kind/location/slot.
@@ -61,8 +64,11 @@ type Runner interface {
 	Submit(s Spec) bool
 	// Active reports whether the key is queued or running.
 	Active(key string) bool
-	// Take returns the result of a finished task and forgets it.
-	Take(key string) (Result, bool)
+	// Result returns the result of a finished task; it stays until Forget, so that a controller whose status
+	// write fails finds it again.
+	Result(key string) (Result, bool)
+	// Forget drops a result once the controller has recorded it.
+	Forget(key string)
 }
 
 // Pool is the in-process Runner. Start it with the manager (it is a manager.Runnable): tasks submitted before
@@ -215,11 +221,17 @@ func (p *Pool) Active(key string) bool {
 	return p.active[key]
 }
 
-// Take implements Runner.
-func (p *Pool) Take(key string) (Result, bool) {
+// Result implements Runner.
+func (p *Pool) Result(key string) (Result, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r, ok := p.results[key]
-	delete(p.results, key)
 	return r, ok
+}
+
+// Forget implements Runner.
+func (p *Pool) Forget(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.results, key)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"path/filepath"
 	"time"
 )
@@ -16,8 +17,10 @@ type RestServer struct {
 	Dir  string
 	Addr string
 
-	cmd  *exec.Cmd
-	done chan error
+	cmd      *exec.Cmd
+	done     chan error
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // StartRestServer starts bin/rest-server.
@@ -60,7 +63,10 @@ func (s *RestServer) Stop() error {
 	if s == nil || s.cmd == nil || s.cmd.Process == nil {
 		return nil
 	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	return os.RemoveAll(s.Dir)
+	s.stopOnce.Do(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		s.stopErr = os.RemoveAll(s.Dir)
+	})
+	return s.stopErr
 }

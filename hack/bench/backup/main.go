@@ -371,7 +371,7 @@ func run(ctx context.Context, scale, rounds, expirySnapshots int, keep bool) err
 			p.cust, err = timeIt(func() error {
 				var err error
 				custosRes, err = backup.Snapshot(ctx, lastCustos, backup.SnapshotInput{Tenant: tenant, Slot: slot, Database: db,
-					Objects: benchObjects(), TempDir: b.dir})
+					Objects: benchObjects(), TempDir: b.dir, FirstAttempt: true})
 				return err
 			})
 			return err
@@ -422,7 +422,7 @@ func run(ctx context.Context, scale, rounds, expirySnapshots int, keep bool) err
 	progress("second custos snapshot of unchanged data")
 	second, err := timeIt(func() error {
 		_, err := backup.Snapshot(ctx, lastCustos, backup.SnapshotInput{Tenant: tenant, Slot: slot.Add(24 * time.Hour), Database: db,
-			Objects: benchObjects(), TempDir: b.dir})
+			Objects: benchObjects(), TempDir: b.dir, FirstAttempt: true})
 		return err
 	})
 	if err != nil {
@@ -496,7 +496,7 @@ func (b *bench) expiry(ctx context.Context, rep *report, rs *testharness.RestSer
 				at = now.Add(-time.Hour)
 			}
 			if _, err := backup.Snapshot(ctx, local, backup.SnapshotInput{Tenant: tenant, Slot: at, At: at, Database: db,
-				Objects: benchObjects(), TempDir: b.dir}); err != nil {
+				Objects: benchObjects(), TempDir: b.dir, FirstAttempt: true}); err != nil {
 				return err
 			}
 			k := (n - 1 - i) % 100

@@ -1,0 +1,292 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/backup"
+	"github.com/custos-io/custos/internal/restic"
+	"github.com/custos-io/custos/internal/testharness"
+)
+
+var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
+	const (
+		primaryName = "bk-primary"
+		offsiteName = "bk-offsite"
+		bkPolicy    = "bk-every-minute"
+		bkServer    = "bk-pg"
+	)
+	var (
+		mgr        *runningManager
+		offsiteSrv *testharness.RestServer
+		primaryDir string
+		tenant     *custosv1alpha1.Tenant
+	)
+
+	// repo opens the tenant's repository at a location with the key custos keeps for it.
+	repo := func(ctx context.Context, loc string) restic.Repository {
+		GinkgoHelper()
+		var keys corev1.Secret
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: "custos-repo-" + tenant.Name}, &keys)).To(Succeed())
+		url := filepath.Join(primaryDir, tenant.Name+"-"+string(tenant.UID)[:8])
+		if loc == offsiteName {
+			url = offsiteSrv.URL + tenant.Name + "-" + string(tenant.UID)[:8]
+		}
+		return restic.Repository{Binary: programs.Restic, URL: url, Password: string(keys.Data[loc]), RetryLock: time.Minute}
+	}
+	location := func(ctx context.Context, loc string) func(Gomega) custosv1alpha1.LocationBackupStatus {
+		return func(g Gomega) custosv1alpha1.LocationBackupStatus {
+			g.Expect(k8s.Get(ctx, keyOf(tenant), tenant)).To(Succeed())
+			for _, lb := range tenant.Status.Backups {
+				if lb.Location == loc {
+					return lb
+				}
+			}
+			return custosv1alpha1.LocationBackupStatus{}
+		}
+	}
+	slotCounts := func(ctx context.Context, r restic.Repository, slot time.Time) map[string]int {
+		GinkgoHelper()
+		snaps, err := r.Snapshots(ctx, "tenant="+tenant.Name, "slot="+backup.SlotTag(slot))
+		Expect(err).NotTo(HaveOccurred())
+		out := map[string]int{}
+		for _, s := range snaps {
+			out[s.Tag("kind")]++
+		}
+		return out
+	}
+	backdate := func(ctx context.Context, r restic.Repository, age time.Duration) string {
+		GinkgoHelper()
+		at := time.Now().Add(-age).UTC().Truncate(time.Second)
+		r.Dir = GinkgoT().TempDir()
+		Expect(os.WriteFile(filepath.Join(r.Dir, "old.sql"), []byte("-- a day long gone\n"), 0o600)).To(Succeed())
+		res, err := r.BackupDir(ctx, tenant.Name, []string{"tenant=" + tenant.Name, "kind=db", "slot=" + backup.SlotTag(at)}, at, ".")
+		Expect(err).NotTo(HaveOccurred())
+		return res.SnapshotID
+	}
+	has := func(ctx context.Context, r restic.Repository, id string) bool {
+		snaps, err := r.Snapshots(ctx, "tenant="+tenant.Name)
+		Expect(err).NotTo(HaveOccurred())
+		for _, s := range snaps {
+			if s.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+
+	BeforeAll(func(ctx SpecContext) {
+		var err error
+		offsiteSrv, err = testharness.StartRestServer(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(offsiteSrv.Stop)
+		primaryDir = filepath.Join(GinkgoT().TempDir(), "primary")
+		mgr = startManager()
+		DeferCleanup(func() { mgr.stop() })
+
+		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: primaryName},
+			Spec: custosv1alpha1.BackupLocationSpec{URL: primaryDir, Jurisdiction: "NL"}})
+		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: offsiteName},
+			Spec: custosv1alpha1.BackupLocationSpec{URL: offsiteSrv.URL, Jurisdiction: "DE"}})
+		every := custosv1alpha1.Schedule{Cron: "* * * * *", TimeZone: "UTC"}
+		ensureObject(ctx, &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: bkPolicy}, Spec: custosv1alpha1.RetentionPolicySpec{
+			Primary: custosv1alpha1.ObjectReference{Name: primaryName}, Offsite: &custosv1alpha1.ObjectReference{Name: offsiteName},
+			Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: "30d", MaxSnapshotAge: "26h",
+			AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
+		}})
+		databaseServerFor(ctx, bkServer, pg, "NL")
+
+		tenant = newTenant("bk")
+		tenant.Spec.RetentionPolicyRef.Name = bkPolicy
+		tenant.Spec.Database.ServerRef.Name = bkServer
+		Expect(k8s.Create(ctx, tenant)).To(Succeed())
+		expectReady(ctx, tenant)
+		conn, err := pgx.Connect(ctx, pg.URL(tenant.Status.Database.Name))
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close(ctx)
+		for _, stmt := range []string{
+			`CREATE TABLE appointments (id int PRIMARY KEY, patient text, at timestamptz, note text)`,
+			`INSERT INTO appointments SELECT g, 'patient ' || g, now() + g * interval '1 hour', CASE WHEN g % 7 = 0 THEN NULL ELSE E'line\nbreak' END FROM generate_series(1, 500) g`,
+		} {
+			_, err := conn.Exec(ctx, stmt)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		Expect(k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "clinic-settings", Namespace: tenant.Name}, Data: map[string]string{"opening": "08:00"}})).To(Succeed())
+	})
+
+	It("reports the locations Ready, a location that does not answer Unreachable, and a policy outside its jurisdictions", func(ctx SpecContext) {
+		bl := &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: primaryName}}
+		Eventually(condition(ctx, bl, custosv1alpha1.ConditionReady)).Should(haveStatus(metav1.ConditionTrue, "Reachable"))
+		bl = &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: offsiteName}}
+		Eventually(condition(ctx, bl, custosv1alpha1.ConditionReady)).Should(haveStatus(metav1.ConditionTrue, "Reachable"))
+
+		port, err := testharness.FreePort()
+		Expect(err).NotTo(HaveOccurred())
+		down := &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: "bk-down"},
+			Spec: custosv1alpha1.BackupLocationSpec{URL: fmt.Sprintf("rest:http://127.0.0.1:%d/", port), Jurisdiction: "NL"}}
+		ensureObject(ctx, down)
+		c := condition(ctx, down, custosv1alpha1.ConditionReady)
+		Eventually(c).Should(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonUnreachable))
+		Expect(c(Default).Message).To(ContainSubstring("does not answer"))
+
+		us := &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: "bk-us"},
+			Spec: custosv1alpha1.BackupLocationSpec{URL: primaryDir + "-us", Jurisdiction: "US"}}
+		ensureObject(ctx, us)
+		p := &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "bk-us-policy"}, Spec: custosv1alpha1.RetentionPolicySpec{
+			Primary: custosv1alpha1.ObjectReference{Name: primaryName}, Offsite: &custosv1alpha1.ObjectReference{Name: "bk-us"},
+			KeepWithin: "90d", AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"}}}
+		ensureObject(ctx, p)
+		pc := condition(ctx, p, custosv1alpha1.ConditionReady)
+		Eventually(pc).Should(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonJurisdictionRefused))
+		Expect(pc(Default).Message).To(ContainSubstring("US"))
+
+		good := &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: bkPolicy}}
+		Eventually(condition(ctx, good, custosv1alpha1.ConditionReady)).Should(haveStatus(metav1.ConditionTrue, custosv1alpha1.ReasonReconciled))
+		Eventually(func(g Gomega) int32 {
+			g.Expect(k8s.Get(ctx, keyOf(good), good)).To(Succeed())
+			return good.Status.Tenants
+		}).Should(Equal(int32(1)))
+	})
+
+	It("takes the first snapshot at once, copies it offsite, checks both repositories and passes a restore drill", func(ctx SpecContext) {
+		Eventually(location(ctx, primaryName)).WithTimeout(2 * time.Minute).Should(And(
+			HaveField("Snapshots", BeNumerically(">=", 1)), HaveField("RepositoryID", Not(BeEmpty())), HaveField("Role", "Primary"),
+			HaveField("LastCheckSucceeded", HaveValue(BeTrue())), HaveField("GoneBy", Not(BeNil()))))
+		Eventually(location(ctx, offsiteName)).WithTimeout(2 * time.Minute).Should(And(
+			HaveField("Snapshots", BeNumerically(">=", 1)), HaveField("RepositoryID", Not(BeEmpty())), HaveField("Role", "Offsite"),
+			HaveField("LastCopy", Not(BeNil())), HaveField("LastCheckSucceeded", HaveValue(BeTrue()))))
+		Eventually(func(g Gomega) *custosv1alpha1.RestoreDrillStatus {
+			g.Expect(k8s.Get(ctx, keyOf(tenant), tenant)).To(Succeed())
+			return tenant.Status.LastDrill
+		}).WithTimeout(2 * time.Minute).Should(And(Not(BeNil()), HaveField("Succeeded", BeTrue()), HaveField("Tables", int32(1)), HaveField("Duration", Not(BeNil()))))
+		Eventually(condition(ctx, tenant, custosv1alpha1.ConditionBackupsHealthy)).Should(haveStatus(metav1.ConditionTrue, "SnapshotsFresh"))
+		Expect(tenant.Status.NextBackup).NotTo(BeNil())
+
+		By("keeping one key per repository, in the operator's namespace only")
+		p, o := repo(ctx, primaryName), repo(ctx, offsiteName)
+		Expect(p.Password).NotTo(Equal(o.Password))
+		Expect(len(p.Password)).To(BeNumerically(">=", 40))
+		for _, ns := range tenant.Status.Namespaces {
+			var secrets corev1.SecretList
+			Expect(k8s.List(ctx, &secrets, client.InNamespace(ns.Name))).To(Succeed())
+			for _, s := range secrets.Items {
+				for _, v := range s.Data {
+					Expect(string(v)).NotTo(Or(ContainSubstring(p.Password), ContainSubstring(o.Password)), "a repository key in tenant namespace %s", ns.Name)
+				}
+			}
+		}
+		ids := map[string]bool{}
+		for _, lb := range tenant.Status.Backups {
+			ids[lb.RepositoryID] = true
+		}
+		Expect(ids).To(HaveLen(2), "two repositories with ids of their own")
+
+		By("restoring the snapshot's objects as YAML")
+		snaps, err := p.Snapshots(ctx, "tenant="+tenant.Name, "kind=objects")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(snaps).NotTo(BeEmpty())
+		var cm bytes.Buffer
+		Expect(p.Dump(ctx, snaps[len(snaps)-1].ID, "/custos-backup/objects/"+tenant.Name+"/configmap/clinic-settings.yaml", &cm)).To(Succeed())
+		Expect(cm.String()).To(ContainSubstring("opening: \"08:00\""))
+	})
+
+	It("expires snapshots older than the window by the wall clock, at both locations", func(ctx SpecContext) {
+		old := backdate(ctx, repo(ctx, primaryName), 45*24*time.Hour)
+		oldOff := backdate(ctx, repo(ctx, offsiteName), 45*24*time.Hour)
+		Eventually(func() bool { return has(ctx, repo(ctx, primaryName), old) || has(ctx, repo(ctx, offsiteName), oldOff) }).
+			WithTimeout(3 * time.Minute).WithPolling(5 * time.Second).Should(BeFalse())
+		lb := location(ctx, primaryName)(Default)
+		Expect(lb.Oldest.Time).To(BeTemporally(">", time.Now().Add(-30*24*time.Hour)))
+		Expect(lb.GoneBy.Time).To(BeTemporally(">", lb.Oldest.Add(30*24*time.Hour-time.Second)))
+	})
+
+	It("completes a slot exactly once when the manager stops in the middle of its snapshot", func(ctx SpecContext) {
+		var slot time.Time
+		Eventually(func(g Gomega) bool {
+			g.Expect(k8s.Get(ctx, keyOf(tenant), tenant)).To(Succeed())
+			for _, task := range tenant.Status.Tasks {
+				if task.Kind == custosv1alpha1.TaskSnapshot {
+					slot = task.Slot.Time
+					return true
+				}
+			}
+			return false
+		}).WithTimeout(2 * time.Minute).WithPolling(50 * time.Millisecond).Should(BeTrue())
+		mgr.stop()
+		Expect(slotCounts(ctx, repo(ctx, primaryName), slot)["db"]).To(BeNumerically("<=", 1))
+		mgr = startManager()
+		Eventually(func(g Gomega) {
+			lb := location(ctx, primaryName)(g)
+			g.Expect(lb.LastSnapshotSlot).NotTo(BeNil())
+			g.Expect(lb.LastSnapshotSlot.Time).To(BeTemporally(">=", slot))
+		}).WithTimeout(2 * time.Minute).Should(Succeed())
+		Expect(slotCounts(ctx, repo(ctx, primaryName), slot)).To(Equal(map[string]int{"db": 1, "objects": 1}))
+	})
+
+	It("clears a stale lock left by a killed restic, and the next snapshot succeeds", func(ctx SpecContext) {
+		p := repo(ctx, primaryName)
+		cmd := exec.Command(programs.Restic, "--no-cache", "backup", "--stdin-from-command", "--stdin-filename", "x", "--", "sleep", "60")
+		cmd.Env = append(os.Environ(), "RESTIC_REPOSITORY="+p.URL, "RESTIC_PASSWORD="+p.Password)
+		Expect(cmd.Start()).To(Succeed())
+		locks := func() []os.DirEntry { l, _ := os.ReadDir(filepath.Join(p.URL, "locks")); return l }
+		Eventually(locks, 20*time.Second).ShouldNot(BeEmpty())
+		Expect(cmd.Process.Kill()).To(Succeed())
+		_ = cmd.Wait()
+		killedAt := time.Now()
+		Eventually(func(g Gomega) {
+			lb := location(ctx, primaryName)(g)
+			g.Expect(lb.Newest.Time).To(BeTemporally(">", killedAt))
+		}).WithTimeout(3 * time.Minute).Should(Succeed())
+		Expect(location(ctx, primaryName)(Default).LastError).To(BeEmpty())
+	})
+
+	It("reports a wrong repository key clearly and deletes nothing", func(ctx SpecContext) {
+		right := repo(ctx, primaryName)
+		before, err := right.Snapshots(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		var keys corev1.Secret
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: "custos-repo-" + tenant.Name}, &keys)).To(Succeed())
+		keys.Data[primaryName] = []byte("not-the-key")
+		Expect(k8s.Update(ctx, &keys)).To(Succeed())
+
+		c := condition(ctx, tenant, custosv1alpha1.ConditionBackupsHealthy)
+		Eventually(c).WithTimeout(3 * time.Minute).Should(haveStatus(metav1.ConditionFalse, "WrongRepositoryPassword"))
+		Expect(c(Default).Message).To(ContainSubstring(primaryName))
+		after, err := right.Snapshots(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(len(after)).To(BeNumerically(">=", len(before)), "nothing was deleted")
+
+		Expect(k8s.Get(ctx, keyOf(&keys), &keys)).To(Succeed())
+		keys.Data[primaryName] = []byte(right.Password)
+		Expect(k8s.Update(ctx, &keys)).To(Succeed())
+		Eventually(c).WithTimeout(3 * time.Minute).Should(haveStatus(metav1.ConditionTrue, "SnapshotsFresh"))
+	})
+
+	It("keeps backing up and expiring the primary while the offsite is down, and says why", func(ctx SpecContext) {
+		Expect(offsiteSrv.Stop()).To(Succeed())
+		old := backdate(ctx, repo(ctx, primaryName), 40*24*time.Hour)
+		stoppedAt := time.Now()
+		c := condition(ctx, tenant, custosv1alpha1.ConditionBackupsHealthy)
+		Eventually(c).WithTimeout(3 * time.Minute).Should(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonUnreachable))
+		Expect(c(Default).Message).To(And(ContainSubstring(offsiteName), ContainSubstring("does not answer")))
+		Eventually(func(g Gomega) {
+			lb := location(ctx, primaryName)(g)
+			g.Expect(lb.Newest.Time).To(BeTemporally(">", stoppedAt))
+			g.Expect(lb.LastError).To(BeEmpty())
+		}).WithTimeout(3 * time.Minute).Should(Succeed())
+		Eventually(func() bool { return has(ctx, repo(ctx, primaryName), old) }).WithTimeout(3 * time.Minute).WithPolling(5 * time.Second).Should(BeFalse())
+	})
+})
