@@ -76,16 +76,16 @@ type TenantBackupReconciler struct {
 
 // backupScope is one reconcile's view.
 type backupScope struct {
-	tenant    *custosv1alpha1.Tenant
-	policy    *custosv1alpha1.RetentionPolicy
-	scheds    retention.Schedules
-	keep      time.Duration
-	maxAge    time.Duration
-	primary   string
-	offsite   string
-	now       time.Time
-	submit    []runner.Spec
-	requeue   time.Duration
+	tenant  *custosv1alpha1.Tenant
+	policy  *custosv1alpha1.RetentionPolicy
+	scheds  retention.Schedules
+	keep    time.Duration
+	maxAge  time.Duration
+	primary string
+	offsite string
+	now     time.Time
+	submit  []runner.Spec
+	requeue time.Duration
 	// recorded are the runner results this reconcile wrote to status; they are forgotten once the write succeeds.
 	recorded []string
 }
