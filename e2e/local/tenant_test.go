@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
@@ -49,6 +50,18 @@ func newTenant(prefix string) *custosv1alpha1.Tenant {
 			},
 		},
 	}
+}
+
+// updateSpec changes a Tenant's spec, reading it again when a controller wrote its status in between.
+func updateSpec(ctx context.Context, t *custosv1alpha1.Tenant, mutate func()) {
+	GinkgoHelper()
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
+			return err
+		}
+		mutate()
+		return k8s.Update(ctx, t)
+	})).To(Succeed())
 }
 
 func ensureObject(ctx context.Context, o client.Object) {
@@ -295,9 +308,7 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 		}).WithTimeout(30 * time.Second).Should(Succeed())
 
 		By("updating the quota when the spec changes")
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(t), t)).To(Succeed())
-		t.Spec.Quota.Hard[corev1.ResourcePods] = resource.MustParse("25")
-		Expect(k8s.Update(ctx, t)).To(Succeed())
+		updateSpec(ctx, t, func() { t.Spec.Quota.Hard[corev1.ResourcePods] = resource.MustParse("25") })
 		Eventually(func(g Gomega) {
 			var q corev1.ResourceQuota
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "custos-quota"}, &q)).To(Succeed())
@@ -312,8 +323,7 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 		ns := t.Spec.Namespaces.Names[0]
 		before := credentials(ctx, ns)
 		at := metav1.NewTime(time.Now().Add(-time.Second))
-		t.Spec.Database.RotatePasswordAt = &at
-		Expect(k8s.Update(ctx, t)).To(Succeed())
+		updateSpec(ctx, t, func() { t.Spec.Database.RotatePasswordAt = &at })
 		Eventually(func() string { return credentials(ctx, ns)["password"] }).WithTimeout(30 * time.Second).
 			ShouldNot(Equal(before["password"]))
 		after := credentials(ctx, ns)
