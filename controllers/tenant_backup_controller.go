@@ -113,16 +113,11 @@ func (r *TenantBackupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	logger := log.FromContext(ctx).WithValues("tenant", t.Name)
 	ctx = log.IntoContext(ctx, logger)
 
-	if err := r.loadPolicy(ctx, s); err != nil {
-		var pe *policyError
-		if !errors.As(err, &pe) {
-			return ctrl.Result{}, err
-		}
-		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: custosv1alpha1.ConditionBackupsHealthy,
-			Status: metav1.ConditionFalse, Reason: pe.reason, Message: pe.msg, ObservedGeneration: t.Generation})
-		return ctrl.Result{RequeueAfter: r.RetryAfter}, r.patch(ctx, base, &t)
+	err := r.loadPolicy(ctx, s)
+	if err == nil {
+		err = r.ensureRepoKeys(ctx, s)
 	}
-	if err := r.ensureRepoKeys(ctx, s); err != nil {
+	if err != nil {
 		var pe *policyError
 		if !errors.As(err, &pe) {
 			return ctrl.Result{}, err
