@@ -111,6 +111,10 @@ type ExportPolicy struct {
 	// +kubebuilder:default="30d"
 	// +optional
 	AcknowledgeTimeout Duration `json:"acknowledgeTimeout,omitempty"`
+
+	// delivery is where the exit's DataExport writes its bag; the manager's --export-dir when unset.
+	// +optional
+	Delivery *ExportDelivery `json:"delivery,omitempty"`
 }
 
 // RetentionPolicyStatus is what custos observed.

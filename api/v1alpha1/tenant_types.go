@@ -512,6 +512,81 @@ type TenantExitStatus struct {
 	// certificateRef names the DestructionCertificate.
 	// +optional
 	CertificateRef *ObjectReference `json:"certificateRef,omitempty"`
+	// disposalStartedAt is when the destruction of the backup repositories began; from then on no backup task
+	// runs for the tenant.
+	// +optional
+	DisposalStartedAt *metav1.Time `json:"disposalStartedAt,omitempty"`
+	// step is the exit step being carried out, recorded before it starts so that a restarted manager resumes it.
+	// +optional
+	Step *ExitStep `json:"step,omitempty"`
+	// destroyed lists every storage location verified gone, with how and when: what the certificate states.
+	// +listType=map
+	// +listMapKey=kind
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Destroyed []DestroyedLocation `json:"destroyed,omitempty"`
+}
+
+// ExitStep is a step of the exit in progress.
+type ExitStep struct {
+	// action being carried out: Suspend, RequestExport, Purge, DisposeBackups, IssueCertificate.
+	// +kubebuilder:validation:MaxLength=64
+	Action string `json:"action"`
+	// startedAt is when it was first started.
+	StartedAt metav1.Time `json:"startedAt"`
+	// attempts so far.
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+	// lastError of the latest attempt.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+}
+
+// DestroyedLocationKind is what kind of storage a destroyed location was.
+// +kubebuilder:validation:Enum=Database;Role;Secret;Namespace;Repository
+type DestroyedLocationKind string
+
+// Kinds of destroyed locations.
+const (
+	DestroyedDatabase   DestroyedLocationKind = "Database"
+	DestroyedRole       DestroyedLocationKind = "Role"
+	DestroyedSecret     DestroyedLocationKind = "Secret"
+	DestroyedNamespace  DestroyedLocationKind = "Namespace"
+	DestroyedRepository DestroyedLocationKind = "Repository"
+)
+
+// DestroyedLocation is one storage location of the tenant's data, verified gone.
+type DestroyedLocation struct {
+	// kind of location.
+	Kind DestroyedLocationKind `json:"kind"`
+	// name of the location: database name, namespace, Secret namespace/name, BackupLocation name.
+	// +kubebuilder:validation:MaxLength=512
+	Name string `json:"name"`
+	// identifier that pins it down: database OID, namespace UID, restic repository id and URL.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Identifier string `json:"identifier,omitempty"`
+	// jurisdiction where the location was.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Jurisdiction string `json:"jurisdiction,omitempty"`
+	// method is the NIST SP 800-88 category: Clear or Purge.
+	Method SanitizationMethod `json:"method"`
+	// technique says what was done.
+	// +kubebuilder:validation:MaxLength=1024
+	Technique string `json:"technique"`
+	// tool and its version.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Tool string `json:"tool,omitempty"`
+	// startedAt and completedAt of the destruction.
+	StartedAt   metav1.Time `json:"startedAt"`
+	CompletedAt metav1.Time `json:"completedAt"`
+	// verification says how absence was checked and what was seen.
+	// +kubebuilder:validation:MaxLength=1024
+	Verification string `json:"verification"`
 }
 
 // Tenant is one customer of the processor: isolated namespaces, a PostgreSQL database of its own, backups kept as

@@ -176,3 +176,56 @@ var _ = Describe("Tenant databases on a real PostgreSQL", func() {
 		Expect(FailureReason(err)).To(Equal("TLSFailed"), fmt.Sprint(err))
 	})
 })
+
+var _ = Describe("Suspending and dropping a tenant on a real PostgreSQL", func() {
+	var s *Server
+	BeforeEach(func(ctx SpecContext) {
+		var err error
+		s, err = Connect(ctx, adminConfig())
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func(ctx SpecContext) { Expect(s.Close(ctx)).To(Succeed()) })
+	})
+
+	It("suspends: LOGIN revoked and open sessions ended; then drops database and role, verified by OID, and leaves other tenants alone", func(ctx SpecContext) {
+		pwA, resA := provision(ctx, s, "exit_a")
+		pwB, _ := provision(ctx, s, "exit_b")
+		owner := Owner{Tenant: "exit_a", UID: "uid-exit_a"}
+		a, err := connectAs(ctx, "tenant_exit_a", pwA, "tenant_exit_a")
+		Expect(err).NotTo(HaveOccurred())
+		defer a.Close(context.Background())
+
+		res, err := s.Suspend(ctx, "tenant_exit_a", owner)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Terminated).To(BeNumerically(">=", 1))
+		Expect(a.Ping(ctx)).NotTo(Succeed(), "the open session was ended")
+		_, err = connectAs(ctx, "tenant_exit_a", pwA, "tenant_exit_a")
+		Expect(err).To(MatchError(ContainSubstring("not permitted to log in")))
+		ok, err := s.Suspended(ctx, "tenant_exit_a")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(BeTrue())
+
+		By("refusing to drop a tenant's database for another owner")
+		_, err = s.DropTenant(ctx, "tenant_exit_a", Owner{Tenant: "exit_b", UID: "uid-exit_b"})
+		Expect(err).To(MatchError(ErrNotOwned))
+
+		drop, err := s.DropTenant(ctx, "tenant_exit_a", owner)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(drop.OID).To(Equal(resA.OID))
+		Expect(drop.DatabaseDropped).To(BeTrue())
+		Expect(drop.RoleDropped).To(BeTrue())
+		Expect(drop.Verification).To(ContainSubstring(fmt.Sprint(resA.OID)))
+		_, exists, err := s.DatabaseOID(ctx, "tenant_exit_a")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(exists).To(BeFalse())
+
+		By("running again: nothing left, nothing dropped, no error")
+		drop, err = s.DropTenant(ctx, "tenant_exit_a", owner)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(drop.DatabaseDropped || drop.RoleDropped).To(BeFalse())
+
+		By("leaving tenant B working")
+		b, err := connectAs(ctx, "tenant_exit_b", pwB, "tenant_exit_b")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(b.Close(ctx)).To(Succeed())
+	})
+})
