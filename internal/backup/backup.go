@@ -88,23 +88,7 @@ func SupportsRestrictKey(ctx context.Context, path string) bool {
 
 // env is the libpq environment for database db; a CA bundle is written into dir.
 func (d Database) env(db, dir string) ([]string, error) {
-	c := d.Conn
-	port := c.Port
-	if port == 0 {
-		port = 5432
-	}
-	env := []string{
-		"PGHOST=" + c.Host, "PGPORT=" + strconv.Itoa(port), "PGUSER=" + c.User, "PGPASSWORD=" + c.Password,
-		"PGDATABASE=" + db, "PGSSLMODE=" + c.SSLMode, "PGCONNECT_TIMEOUT=10", "PGAPPNAME=custos-backup",
-	}
-	if len(c.CAPEM) > 0 {
-		ca := filepath.Join(dir, "ca.crt")
-		if err := os.WriteFile(ca, c.CAPEM, 0o600); err != nil {
-			return nil, err
-		}
-		env = append(env, "PGSSLROOTCERT="+ca)
-	}
-	return env, nil
+	return d.Conn.LibpqEnv(db, "custos-backup", dir)
 }
 
 // Open returns the repository's id, creating it when it does not exist. from, when not nil, is the primary an
