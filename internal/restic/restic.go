@@ -6,6 +6,7 @@ package restic
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -296,4 +297,31 @@ func (r Repository) Check(ctx context.Context, subset string) error {
 // Dump writes the file path of snapshot id to w, streaming.
 func (r Repository) Dump(ctx context.Context, id, path string, w io.Writer) error {
 	return r.stream(ctx, nil, w, nil, "dump", id, path)
+}
+
+// Prune removes every pack no snapshot references, leaving nothing unused (--max-unused 0).
+func (r Repository) Prune(ctx context.Context) error {
+	_, err := r.run(ctx, nil, "prune", "--max-unused", "0")
+	return err
+}
+
+// Version returns the version of the restic program ("0.18.1"); it opens no repository.
+func (r Repository) Version(ctx context.Context) (string, error) {
+	out, err := r.run(ctx, nil, "version")
+	if err != nil {
+		return "", err
+	}
+	return ParseVersion(out)
+}
+
+// ParseVersion returns the version from `restic version --json`.
+func ParseVersion(out []byte) (string, error) {
+	var v struct {
+		MessageType string `json:"message_type"`
+		Version     string `json:"version"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(out), &v); err != nil || v.Version == "" {
+		return "", fmt.Errorf("parsing restic version output %q: %v", out, err)
+	}
+	return v.Version, nil
 }
