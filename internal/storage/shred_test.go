@@ -245,6 +245,26 @@ func shredSpecs(kind string, newLocation func() location) {
 		Expect(files(loc.dir(name))).To(BeZero())
 	})
 
+	It("treats a missing password like a wrong one", func(ctx SpecContext) {
+		name := tenantName("nokey")
+		good := newRepo(ctx, loc.url(name), "the-real-key", 1)
+		before := files(loc.dir(name))
+		none := good
+		none.Password = ""
+		_, err := storage.Shred(ctx, none, nil)
+		Expect(err).To(MatchError(storage.ErrUnopenable))
+		Expect(files(loc.dir(name))).To(Equal(before), "nothing deleted")
+
+		rep, err := storage.ShredWith(ctx, none, storage.Options{DeleteUnopenable: true})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rep.Method).To(ContainSubstring("no password"))
+		expectNoRepository(ctx, good)
+
+		again, err := storage.Shred(ctx, none, nil)
+		Expect(err).NotTo(HaveOccurred(), "nothing left: verified absent even without a password")
+		Expect(again.ObjectsDeleted).To(BeZero())
+	})
+
 	It("fails, deleting nothing, while another command holds the repository", func(ctx SpecContext) {
 		name := tenantName("busy")
 		repo := newRepo(ctx, loc.url(name), "key-of-busy", 1)

@@ -18,7 +18,8 @@
 // repository's path is ever touched: nothing above it is listed or deleted, so other tenants' repositories at the
 // same location are safe.
 //
-// A repository the password does not open (restic exit code 12) is refused by default, with nothing deleted: a
+// A repository the password does not open (restic exit code 12), or one there is no password for (an empty
+// Repository.Password: restic refuses those outright), is refused by default, with nothing deleted: a
 // repository custos cannot open is one it cannot prove is the tenant's, and destroying data is not undone.
 // Options.DeleteUnopenable deletes it anyway (for a key Secret that was lost), and the result is verified the same
 // way. S3 repositories are not supported yet (ErrUnsupported).
@@ -104,6 +105,19 @@ type Options struct {
 // ErrUnopenable is returned, with nothing deleted, for a repository the password does not open.
 var ErrUnopenable = errors.New("the repository's password does not open it, so it cannot be shown to be the tenant's")
 
+// errNoPassword is the reason a repository was not opened when the caller has no password for it (a key Secret
+// that is gone).
+var errNoPassword = errors.New("no password to open it with")
+
+func hasConfig(objs []object) bool {
+	for _, o := range objs {
+		if o.Type == "config" {
+			return true
+		}
+	}
+	return false
+}
+
 // Shred destroys the repository and verifies that it is gone (see the package comment). It is idempotent: a
 // repository that does not exist is verified absent and yields a Report with RepositoryID "" and no error. A
 // failure partway returns an error (and the Report so far, which is no proof of anything) and leaves the rest to
@@ -150,7 +164,17 @@ func ShredWith(ctx context.Context, repo restic.Repository, opts Options) (rep R
 	emit(Event{Step: StepInventoried, Objects: len(before)})
 
 	var method []string
-	id, err := repo.ID(ctx)
+	var id string
+	if repo.Password == "" {
+		// restic refuses an empty password (exit code 1) before it looks at the repository, so it cannot tell
+		// here whether there is one: the config at the backend can.
+		err = errNoPassword
+		if !hasConfig(before) {
+			err = &restic.Error{Command: "cat", Code: restic.ExitNoRepository, Message: "no config at the backend"}
+		}
+	} else {
+		id, err = repo.ID(ctx)
+	}
 	switch {
 	case err == nil:
 		rep.RepositoryID = id
@@ -170,11 +194,15 @@ func ShredWith(ctx context.Context, repo restic.Repository, opts Options) (rep R
 		}
 	case restic.IsCode(err, restic.ExitNoRepository):
 		method = append(method, "restic found no repository to open (exit code 10)")
-	case restic.IsCode(err, restic.ExitWrongPassword):
+	case restic.IsCode(err, restic.ExitWrongPassword), errors.Is(err, errNoPassword):
 		if !opts.DeleteUnopenable {
 			return rep, fmt.Errorf("%w: %s: nothing deleted: %w", ErrUnopenable, be.display(), err)
 		}
-		method = append(method, "the password did not open the repository (restic exit code 12): its objects were deleted unread, as asked")
+		why := "the password did not open the repository (restic exit code 12)"
+		if errors.Is(err, errNoPassword) {
+			why = "there was no password to open the repository with"
+		}
+		method = append(method, why+": its objects were deleted unread, as asked")
 	default:
 		return rep, fmt.Errorf("opening %s: %w", be.display(), err)
 	}
