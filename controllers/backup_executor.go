@@ -90,6 +90,9 @@ type taskEnv struct {
 
 // Execute implements runner.Executor.
 func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, error) {
+	if sp.Kind == KindShred {
+		return e.shred(ctx, sp)
+	}
 	env, err := e.load(ctx, sp)
 	if err != nil {
 		return nil, err

@@ -46,6 +46,10 @@ type Options struct {
 	TaskTimeout time.Duration
 	// Runner runs backup tasks; the in-process pool when nil.
 	Runner runner.Runner
+	// ExportDir is where exit exports go when the RetentionPolicy names no delivery.
+	ExportDir string
+	// Processor is the processor's name on certificates of destruction.
+	Processor string
 }
 
 // Permissions the manager needs whatever controllers run: leader election and Events.
@@ -113,6 +117,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return nil
 	}
 	done := make(chan event.GenericEvent, 1024)
+	exitDone := make(chan event.GenericEvent, 1024)
 	run := opts.Runner
 	if run == nil {
 		if opts.WorkDir == "" {
@@ -122,7 +127,12 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		pool := runner.NewPool(exec, runner.PoolOptions{
 			Global: opts.BackupConcurrency, PerLocation: opts.BackupConcurrencyPerLocation, Timeout: opts.TaskTimeout,
 			Notify: func(sp runner.Spec) {
-				done <- event.GenericEvent{Object: &custosv1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: sp.Tenant}}}
+				ev := event.GenericEvent{Object: &custosv1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: sp.Tenant}}}
+				if sp.Kind == KindShred {
+					exitDone <- ev
+					return
+				}
+				done <- ev
 			},
 		})
 		if err := mgr.Add(pool); err != nil {
@@ -130,8 +140,23 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		}
 		run = pool
 	}
-	return (&TenantBackupReconciler{
+	if err := (&TenantBackupReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-backup"),
 		Clock: opts.Clock, Namespace: opts.Namespace, Runner: run, Done: done, RetryAfter: opts.RetryAfter,
+	}).SetupWithManager(mgr, opts.TenantConcurrency); err != nil {
+		return err
+	}
+	keys := &SigningKeys{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace}
+	if err := mgr.Add(keys); err != nil {
+		return err
+	}
+	if opts.Processor == "" {
+		opts.Processor = "the processor running custos"
+	}
+	return (&TenantExitReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-exit"),
+		Clock: opts.Clock, Namespace: opts.Namespace, Pools: pools, Runner: run, Done: exitDone, RetryAfter: opts.RetryAfter,
+		ExportDir: opts.ExportDir, Processor: opts.Processor, Keys: keys,
+		Audit: &AuditLog{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Clock: opts.Clock},
 	}).SetupWithManager(mgr, opts.TenantConcurrency)
 }

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/lifecycle"
 	"github.com/custos-io/custos/internal/restic"
 	"github.com/custos-io/custos/internal/retention"
 	"github.com/custos-io/custos/internal/runner"
@@ -54,6 +55,7 @@ const (
 	reasonDrillSucceeded  = "RestoreDrillSucceeded"
 	reasonCheckFailed     = "IntegrityCheckFailed"
 	reasonBackupsDisabled = "NotActive"
+	reasonBackupsDisposed = "Disposed"
 )
 
 // TenantBackupReconciler schedules a tenant's backup work and records its results. It never runs the work
@@ -112,6 +114,9 @@ func (r *TenantBackupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	s := &backupScope{tenant: &t, now: r.Clock.Now().UTC()}
 	logger := log.FromContext(ctx).WithValues("tenant", t.Name)
 	ctx = log.IntoContext(ctx, logger)
+	if disposing(&t) {
+		return ctrl.Result{}, r.drain(ctx, base, &t)
+	}
 
 	err := r.loadPolicy(ctx, s)
 	if err == nil {
@@ -502,7 +507,11 @@ func (r *TenantBackupReconciler) plan(s *backupScope) {
 		in.LastDrill = timeOf(t.Status.LastDrill.Slot)
 	}
 	due, next := retention.Plan(in, s.scheds, s.now)
+	hold := lifecycle.HoldActive(t.Spec.LegalHold, s.now)
 	for _, d := range due {
+		if hold && d.Kind == retention.KindExpiry {
+			continue // a legal hold keeps every snapshot; expiry resumes when it is lifted
+		}
 		task := custosv1alpha1.BackupTask{Kind: custosv1alpha1.TaskKind(d.Kind), Location: d.Location, Slot: metav1.NewTime(d.Slot), Attempts: 1}
 		sp := specOf(t, task)
 		task.Key = sp.TaskKey()
@@ -596,6 +605,42 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 	metricsFromStatus(t, s)
 }
 
+// disposing reports whether the tenant's repositories are being (or have been) destroyed: no backup task may
+// run, and no repository or key may be created, from then on.
+func disposing(t *custosv1alpha1.Tenant) bool {
+	return t.Status.Phase == custosv1alpha1.TenantDestroyed || (t.Status.Exit != nil && t.Status.Exit.DisposalStartedAt != nil)
+}
+
+// drain lets running tasks finish and drops the rest: the exit controller destroys the repositories once no
+// task of the tenant is left in status.
+func (r *TenantBackupReconciler) drain(ctx context.Context, base, t *custosv1alpha1.Tenant) error {
+	var recorded []string
+	kept := t.Status.Tasks[:0]
+	for _, task := range t.Status.Tasks {
+		sp := specOf(t, task)
+		if _, ok := r.Runner.Result(sp.Key()); ok {
+			recorded = append(recorded, sp.Key())
+			continue
+		}
+		if r.Runner.Active(sp.Key()) {
+			kept = append(kept, task)
+		}
+	}
+	t.Status.Tasks, t.Status.NextBackup = kept, nil
+	for i := range t.Status.Backups {
+		t.Status.Backups[i].NextRun = nil
+	}
+	meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: custosv1alpha1.ConditionBackupsHealthy, Status: metav1.ConditionUnknown,
+		Reason: reasonBackupsDisposed, Message: "the exit destroys the tenant's backup repositories: no backup task runs any more", ObservedGeneration: t.Generation})
+	if err := r.patch(ctx, base, t); err != nil {
+		return err
+	}
+	for _, key := range recorded {
+		r.Runner.Forget(key)
+	}
+	return nil
+}
+
 // lastReason recovers a reason from a recorded error text (the runner's error values do not survive a restart).
 func lastReason(msg string) string {
 	for _, c := range []struct{ needle, reason string }{
@@ -620,7 +665,8 @@ func (r *TenantBackupReconciler) SetupWithManager(mgr ctrl.Manager, concurrency 
 		For(&custosv1alpha1.Tenant{}, builder.WithPredicates(predicate.Funcs{
 			UpdateFunc: func(e event.UpdateEvent) bool {
 				o, n := e.ObjectOld.(*custosv1alpha1.Tenant), e.ObjectNew.(*custosv1alpha1.Tenant)
-				return o.Generation != n.Generation || o.Status.Phase != n.Status.Phase || (o.Status.Database == nil) != (n.Status.Database == nil)
+				return o.Generation != n.Generation || o.Status.Phase != n.Status.Phase || (o.Status.Database == nil) != (n.Status.Database == nil) ||
+					disposing(o) != disposing(n)
 			},
 		})).
 		WatchesRawSource(source.Channel(r.Done, &handler.EnqueueRequestForObject{})).

@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/lifecycle"
 	"github.com/custos-io/custos/internal/postgres"
 )
 
@@ -107,7 +108,11 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	switch t.Status.Phase {
 	case "", custosv1alpha1.TenantPending, custosv1alpha1.TenantProvisioning, custosv1alpha1.TenantActive:
 	default:
-		// The exit phases belong to the lifecycle controller; provisioning must never recreate what an exit removed.
+		// The exit phases belong to the exit controller; provisioning must never recreate what an exit removed.
+		return ctrl.Result{}, nil
+	}
+	if lifecycle.Ended(t.Spec, r.Clock.Now()) {
+		// The contract ended: the exit controller suspends the tenant; provisioning would give LOGIN back.
 		return ctrl.Result{}, nil
 	}
 	base := t.DeepCopy()

@@ -23,7 +23,7 @@ type runningManager struct {
 }
 
 // startManager runs the controllers until stop is called.
-func startManager() *runningManager {
+func startManager(configure ...func(*controllers.Options)) *runningManager {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}
 	if err := k8s.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		Expect(err).NotTo(HaveOccurred())
@@ -36,10 +36,14 @@ func startManager() *runningManager {
 		Controller:             ctrlConfigSkipNameValidation(),
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controllers.Setup(mgr, controllers.Options{
+	opts := controllers.Options{
 		Namespace: managerNamespace, TenantConcurrency: 4, Resync: time.Minute, RetryAfter: 2 * time.Second,
-		Programs: programs, WorkDir: workDir, TaskTimeout: 5 * time.Minute,
-	})).To(Succeed())
+		Programs: programs, WorkDir: workDir, TaskTimeout: 5 * time.Minute, Processor: "e-Health Hosting B.V.",
+	}
+	for _, c := range configure {
+		c(&opts)
+	}
+	Expect(controllers.Setup(mgr, opts)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &runningManager{cancel: cancel, done: make(chan error, 1)}
 	go func() { m.done <- mgr.Start(ctx) }()

@@ -90,9 +90,10 @@ type DropResult struct {
 // DropTenant destroys a tenant's database and role: sessions ended, DROP DATABASE … WITH (FORCE), then DROP ROLE;
 // afterwards it checks that no database has the old OID or the name and that the role is gone. It refuses a
 // database or role that does not belong to owner (ErrNotOwned). Running it again after success finds nothing and
-// reports nothing dropped.
-func (s *Server) DropTenant(ctx context.Context, name string, owner Owner) (DropResult, error) {
-	var res DropResult
+// reports nothing dropped. knownOID is the OID recorded when the database was made (0 when unknown): it is
+// checked too, so that a retry after a drop whose outcome was not recorded still verifies the right database.
+func (s *Server) DropTenant(ctx context.Context, name string, owner Owner, knownOID uint32) (DropResult, error) {
+	res := DropResult{OID: knownOID}
 	if err := s.CheckOwnership(ctx, name, owner); err != nil {
 		return res, err
 	}
@@ -100,6 +101,12 @@ func (s *Server) DropTenant(ctx context.Context, name string, owner Owner) (Drop
 	oid, exists, err := s.DatabaseOID(ctx, name)
 	if err != nil {
 		return res, err
+	}
+	if exists && knownOID != 0 && oid != knownOID {
+		return res, fmt.Errorf("database %s has OID %d, not the OID %d recorded for this tenant: it was made again outside custos; refusing to drop it", name, oid, knownOID)
+	}
+	if !exists {
+		oid = knownOID
 	}
 	if exists {
 		res.OID = oid

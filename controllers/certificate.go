@@ -1,0 +1,221 @@
+package controllers
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/evidence"
+)
+
+// The signing key of certificates: an Ed25519 key generated at first start into a Secret of the manager's
+// namespace; its public half is published in a ConfigMap of the same name, for auditors (`custos verify --key`).
+const (
+	SigningKeyName       = "custos-signing-key"
+	signingKeyPrivateKey = "ed25519.pem"
+	signingKeyPublicKey  = "public.pem"
+)
+
+// SigningKeys loads, or makes once, the certificate signing key.
+type SigningKeys struct {
+	Client    client.Client
+	Reader    client.Reader
+	Namespace string
+
+	mu  sync.Mutex
+	key ed25519.PrivateKey
+}
+
+// Start makes sure the key and its published public key exist (a manager.Runnable; leader only).
+func (k *SigningKeys) Start(ctx context.Context) error {
+	if _, err := k.Key(ctx); err != nil {
+		return fmt.Errorf("certificate signing key: %w", err)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// Key returns the signing key, generating it when the Secret does not exist.
+func (k *SigningKeys) Key(ctx context.Context) (ed25519.PrivateKey, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.key != nil {
+		return k.key, nil
+	}
+	key := client.ObjectKey{Namespace: k.Namespace, Name: SigningKeyName}
+	var sec corev1.Secret
+	err := k.Reader.Get(ctx, key, &sec)
+	switch {
+	case apierrors.IsNotFound(err):
+		_, priv, err := evidence.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		pem, err := evidence.MarshalPrivateKey(priv)
+		if err != nil {
+			return nil, err
+		}
+		sec = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: SigningKeyName,
+			Labels: map[string]string{labelPurpose: "certificate-signing-key", custosv1alpha1.LabelManagedBy: "custos"}},
+			Type: corev1.SecretTypeOpaque, Data: map[string][]byte{signingKeyPrivateKey: pem}, Immutable: ptr.To(true)}
+		if err := k.Client.Create(ctx, &sec); err != nil {
+			if !apierrors.IsAlreadyExists(err) {
+				return nil, err
+			}
+			if err := k.Reader.Get(ctx, key, &sec); err != nil { // another manager made it first
+				return nil, err
+			}
+		}
+	case err != nil:
+		return nil, err
+	}
+	priv, err := evidence.ParsePrivateKey(sec.Data[signingKeyPrivateKey])
+	if err != nil {
+		return nil, fmt.Errorf("Secret %s: %w", key, err)
+	}
+	if err := k.publish(ctx, priv.Public().(ed25519.PublicKey)); err != nil {
+		return nil, err
+	}
+	k.key = priv
+	return priv, nil
+}
+
+func (k *SigningKeys) publish(ctx context.Context, pub ed25519.PublicKey) error {
+	pem, err := evidence.MarshalPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	want := map[string]string{signingKeyPublicKey: string(pem), "keyid": evidence.KeyID(pub)}
+	var cm corev1.ConfigMap
+	err = k.Reader.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: SigningKeyName}, &cm)
+	if apierrors.IsNotFound(err) {
+		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: SigningKeyName,
+			Labels: map[string]string{labelPurpose: "certificate-public-key", custosv1alpha1.LabelManagedBy: "custos"}}, Data: want}
+		return client.IgnoreAlreadyExists(k.Client.Create(ctx, &cm))
+	}
+	if err != nil {
+		return err
+	}
+	if cm.Data[signingKeyPublicKey] == want[signingKeyPublicKey] {
+		return nil
+	}
+	cm.Data = want
+	return k.Client.Update(ctx, &cm)
+}
+
+func certificateName(t *custosv1alpha1.Tenant) string {
+	uid := string(t.UID)
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	return fmt.Sprintf("%s-%s", t.Name, uid)
+}
+
+var destroyedKind = map[custosv1alpha1.DestroyedLocationKind]string{
+	custosv1alpha1.DestroyedDatabase: evidence.KindDatabase, custosv1alpha1.DestroyedRole: evidence.KindDatabase,
+	custosv1alpha1.DestroyedSecret: evidence.KindSecret, custosv1alpha1.DestroyedNamespace: evidence.KindNamespace,
+	custosv1alpha1.DestroyedRepository: evidence.KindRepository,
+}
+
+// certify signs the statement of destruction and writes the DestructionCertificate (once: the name is fixed by
+// the tenant's UID, and an existing certificate of this tenant is adopted).
+func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool, error) {
+	t := s.tenant
+	ex := t.Status.Exit
+	name := certificateName(t)
+	var existing custosv1alpha1.DestructionCertificate
+	err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &existing)
+	if err == nil {
+		if existing.Spec.Tenant.UID != string(t.UID) {
+			return false, fmt.Errorf("DestructionCertificate %s exists for another tenant (uid %s)", name, existing.Spec.Tenant.UID)
+		}
+		r.certified(t, name)
+		return true, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return false, err
+	}
+	key, err := r.Keys.Key(ctx)
+	if err != nil {
+		return false, err
+	}
+	entries, err := r.Audit.Entries(ctx, t)
+	if err != nil {
+		return false, err
+	}
+	head, length := evidence.Head(entries)
+	now := r.Clock.Now().UTC()
+	d := evidence.Destruction{
+		Tenant:         evidence.Tenant{Name: t.Name, UID: string(t.UID), DisplayName: t.Spec.DisplayName},
+		Contract:       evidence.Contract{ID: t.Spec.Contract.ID, Start: t.Spec.Contract.Start.Time},
+		DataController: evidence.DataController{Name: t.Spec.DataController.Name, Contact: t.Spec.DataController.Contact, Email: t.Spec.DataController.Email},
+		Processor:      evidence.Processor{Name: r.Processor},
+		Retained: []evidence.Retained{
+			{What: fmt.Sprintf("the tenant's audit trail (ConfigMaps %s-* in namespace %s)", auditPrefix(t), r.Namespace), Reason: "accountability: record of processing and of its destruction (GDPR art. 5(2), NEN 7513 logging); it holds no personal data of the tenant's data subjects"},
+			{What: "this certificate of destruction", Reason: "proof of destruction on the data controller's request"},
+		},
+		Audit:    evidence.AuditRef{Head: head, Length: length},
+		IssuedAt: now,
+	}
+	if t.Spec.Contract.End != nil {
+		d.Contract.End = t.Spec.Contract.End.Time
+	}
+	for _, l := range ex.Destroyed {
+		d.Locations = append(d.Locations, evidence.Location{Kind: destroyedKind[l.Kind], Identifier: l.Identifier, Location: l.Name,
+			Jurisdiction: l.Jurisdiction, Method: string(l.Method), Technique: l.Technique, Tool: evidence.Tool{Name: l.Tool},
+			StartedAt: l.StartedAt.Time, CompletedAt: l.CompletedAt.Time,
+			Verification: evidence.Verification{Method: l.Verification, Result: evidence.ResultVerified}})
+	}
+	var subjects []evidence.Subject
+	if s.export != nil && s.export.Status.Artefact != nil {
+		e := evidence.ExportEvidence{Name: s.export.Name + ".tar", SHA256: s.export.Status.Artefact.SHA256, Bytes: s.export.Status.Artefact.Bytes,
+			AcknowledgeTimedOut: ex.ExportAcknowledgeTimedOut}
+		if ex.ExportAcknowledgedAt != nil {
+			e.AcknowledgedAt = ex.ExportAcknowledgedAt.Time
+		}
+		if s.export.Spec.Receipt != nil {
+			e.ReceivedBy = s.export.Spec.Receipt.ReceivedBy
+		}
+		d.Export = &e
+		subjects = append(subjects, evidence.ExportSubject(e))
+		if ex.ExportAcknowledgeTimedOut {
+			d.Notes = append(d.Notes, "the data controller never acknowledged the export; the exit went on when the policy's acknowledgeTimeout had passed after delivery")
+		}
+	}
+	if t.Spec.Exit.DataReturn == custosv1alpha1.DataReturnNone {
+		d.Notes = append(d.Notes, "the data controller chose to have the data destroyed without an export (exit.dataReturn: None)")
+	}
+	subjects = append(subjects, evidence.InventorySubject(d.Locations), evidence.AuditSubject(d.Audit))
+	st := evidence.Statement{Subject: subjects, Predicate: d}
+	env, err := evidence.Sign(st, key) // refuses an incomplete statement
+	if err != nil {
+		return false, err
+	}
+	cert := &custosv1alpha1.DestructionCertificate{ObjectMeta: metav1.ObjectMeta{Name: name,
+		Labels: map[string]string{custosv1alpha1.LabelTenant: t.Name}}, Spec: evidence.SpecFor(st, env)}
+	if err := r.Client.Create(ctx, cert); err != nil && !apierrors.IsAlreadyExists(err) {
+		return false, fmt.Errorf("writing DestructionCertificate %s: %w", name, err)
+	}
+	r.certified(t, name)
+	r.audit(ctx, t, evidence.ActionCertificateIssued, map[string]string{"certificate": name, "auditHead": head})
+	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "CertificateIssued", "Exit", "DestructionCertificate %s signed (key %s); verify it with `custos verify`", name, evidence.KeyID(key.Public().(ed25519.PublicKey)))
+	return true, nil
+}
+
+func (r *TenantExitReconciler) certified(t *custosv1alpha1.Tenant, name string) {
+	ex := t.Status.Exit
+	ex.CertificateRef = &custosv1alpha1.ObjectReference{Name: name}
+	if ex.DestroyedAt == nil {
+		ex.DestroyedAt = ptr.To(metav1.NewTime(r.Clock.Now()))
+	}
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionCertificateIssued, true, "Signed",
+		fmt.Sprintf("DestructionCertificate %s is signed; its public key is in ConfigMap %s/%s", name, r.Namespace, SigningKeyName))
+}

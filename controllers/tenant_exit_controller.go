@@ -1,0 +1,736 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/evidence"
+	"github.com/custos-io/custos/internal/lifecycle"
+	"github.com/custos-io/custos/internal/postgres"
+	"github.com/custos-io/custos/internal/runner"
+	"github.com/custos-io/custos/internal/storage"
+)
+
+// KindShred is the runner task that destroys a tenant's repository at one location.
+const KindShred = "Shred"
+
+// TenantExitReconciler carries out a tenant's exit: internal/lifecycle decides the step from (spec, status, facts,
+// now); this controller gathers the facts, records the step in status before it starts and its outcome after, and
+// carries it out. Destroying repositories runs in the Runner, never inside Reconcile.
+type TenantExitReconciler struct {
+	Client    client.Client
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	Namespace string
+	Pools     *postgres.Pools
+	Runner    runner.Runner
+	// Done receives the tenants whose Shred task finished.
+	Done <-chan event.GenericEvent
+	// RetryAfter is the wait after a failed step.
+	RetryAfter time.Duration
+	// ExportDir is where an exit's export goes when the RetentionPolicy names no delivery.
+	ExportDir string
+	// Processor is the processor's name on certificates.
+	Processor string
+	Audit     *AuditLog
+	Keys      *SigningKeys
+}
+
+// +kubebuilder:rbac:groups=custos.io,resources=dataexports,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=custos.io,resources=destructioncertificates,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;patch
+// +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;patch
+
+const (
+	exitExportSuffix    = "-exit"
+	reasonExitStepError = "ExitStepFailed"
+)
+
+// exitScope is one reconcile's view.
+type exitScope struct {
+	tenant *custosv1alpha1.Tenant
+	policy *custosv1alpha1.RetentionPolicy
+	export *custosv1alpha1.DataExport
+	facts  lifecycle.Facts
+	now    time.Time
+}
+
+// Reconcile gathers facts, decides, records, and carries out one step.
+func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var t custosv1alpha1.Tenant
+	if err := r.Client.Get(ctx, req.NamespacedName, &t); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	now := r.Clock.Now().UTC()
+	if !exitStarted(&t) && !lifecycle.Ended(t.Spec, now) {
+		d := lifecycle.Next(t.Spec, t.Status, lifecycle.Facts{}, now)
+		return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
+	}
+	logger := log.FromContext(ctx).WithValues("tenant", t.Name)
+	ctx = log.IntoContext(ctx, logger)
+	s := &exitScope{tenant: &t, now: now}
+	if err := r.gather(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	d := lifecycle.Next(t.Spec, t.Status, s.facts, now)
+
+	// Record the decision (phase, conditions, the step about to run) before carrying it out.
+	base := t.DeepCopy()
+	r.record(ctx, s, d)
+	if err := r.patch(ctx, base, &t); err != nil {
+		return ctrl.Result{}, err
+	}
+	if d.Action == lifecycle.Wait {
+		return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
+	}
+
+	base = t.DeepCopy()
+	done, err := r.carryOut(ctx, s, d.Action)
+	st := t.Status.Exit.Step
+	switch {
+	case err != nil:
+		st.Attempts++
+		st.LastError = truncate(err.Error(), 4000)
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reasonExitStepError,
+			truncate(fmt.Sprintf("%s failed (attempt %d), retried in %s: %s", d.Action, st.Attempts, r.RetryAfter, err), 4000))
+		r.Recorder.Eventf(&t, nil, corev1.EventTypeWarning, reasonExitStepError, string(d.Action), "%s", truncate(err.Error(), 1000))
+		logger.Error(err, "Exit step failed", "action", d.Action)
+	case done:
+		t.Status.Exit.Step = nil
+	}
+	if perr := r.patch(ctx, base, &t); perr != nil {
+		return ctrl.Result{}, perr
+	}
+	switch {
+	case err != nil:
+		return ctrl.Result{RequeueAfter: r.RetryAfter}, nil
+	case done:
+		return ctrl.Result{Requeue: true}, nil
+	default:
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil // waiting on something asynchronous (namespace deletion, a task)
+	}
+}
+
+func exitStarted(t *custosv1alpha1.Tenant) bool {
+	switch t.Status.Phase {
+	case "", custosv1alpha1.TenantPending, custosv1alpha1.TenantProvisioning, custosv1alpha1.TenantActive, custosv1alpha1.TenantFailed:
+		return false
+	}
+	return true
+}
+
+// exitConditions are the Tenant conditions this controller owns once the exit started.
+var exitConditions = []string{custosv1alpha1.ConditionReady, custosv1alpha1.ConditionLegalHold, custosv1alpha1.ConditionExportAcknowledged,
+	custosv1alpha1.ConditionLiveDataPurged, custosv1alpha1.ConditionBackupsExpired, custosv1alpha1.ConditionCertificateIssued}
+
+// patch writes what this controller owns in status (phase, exit, audit head, its conditions). The backup
+// controller writes the same status; on a conflict the write is applied again to fresh data instead of being
+// dropped, because it may record a destruction that already happened and cannot be observed again.
+func (r *TenantExitReconciler) patch(ctx context.Context, base, t *custosv1alpha1.Tenant) error {
+	if equality.Semantic.DeepEqual(base.Status, t.Status) {
+		return nil
+	}
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		err := r.Client.Status().Patch(ctx, t, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+		var fresh custosv1alpha1.Tenant
+		if gerr := r.APIReader.Get(ctx, client.ObjectKeyFromObject(t), &fresh); gerr != nil {
+			return gerr
+		}
+		mine := t.Status
+		base = fresh.DeepCopy()
+		fresh.Status.Phase, fresh.Status.Exit, fresh.Status.AuditHead = mine.Phase, mine.Exit, mine.AuditHead
+		for _, typ := range exitConditions {
+			if c := meta.FindStatusCondition(mine.Conditions, typ); c != nil {
+				meta.SetStatusCondition(&fresh.Status.Conditions, *c)
+			}
+		}
+		*t = fresh
+		return err
+	})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// gather reads the facts lifecycle.Next needs. Facts about work already done come from status, where each step
+// records its verified outcome; the suspension is checked live while it matters.
+func (r *TenantExitReconciler) gather(ctx context.Context, s *exitScope) error {
+	t := s.tenant
+	ex := t.Status.Exit
+	var p custosv1alpha1.RetentionPolicy
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: t.Spec.RetentionPolicyRef.Name}, &p); err == nil {
+		s.policy = &p
+		s.facts.KeepWithin, _ = p.Spec.KeepWithin.Parse()
+		s.facts.AcknowledgeTimeout, _ = p.Spec.Export.AcknowledgeTimeout.Parse()
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	}
+	for _, b := range t.Status.Backups {
+		if b.Newest != nil && b.Newest.After(s.facts.NewestSnapshot) {
+			s.facts.NewestSnapshot = b.Newest.Time
+		}
+	}
+	if ex == nil {
+		return nil
+	}
+	s.facts.Suspended = ex.TerminatedAt != nil
+	if s.facts.Suspended && ex.LiveDataPurgedAt == nil && t.Status.Phase != custosv1alpha1.TenantPurging {
+		// Until the data is gone, the suspension must hold: a provisioning step that raced the contract's end
+		// could have given LOGIN back. Checked live; suspending again is the same step.
+		ok, err := r.stillSuspended(ctx, t)
+		if err != nil {
+			return err
+		}
+		s.facts.Suspended = ok
+	}
+	if ex.ExportRef != nil {
+		var de custosv1alpha1.DataExport
+		err := r.Client.Get(ctx, client.ObjectKey{Name: ex.ExportRef.Name}, &de)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		if err == nil {
+			s.export = &de
+			s.facts.Export = exportFacts(&de)
+		}
+	}
+	s.facts.LiveDataGone = ex.LiveDataPurgedAt != nil
+	s.facts.RepositoriesGone = ex.DisposalStartedAt != nil && hasDestroyed(t, custosv1alpha1.DestroyedSecret, r.Namespace+"/"+repoKeySecretPrefix+t.Name)
+	s.facts.CertificateIssued = ex.CertificateRef != nil
+	return nil
+}
+
+func exportFacts(de *custosv1alpha1.DataExport) lifecycle.ExportFacts {
+	f := lifecycle.ExportFacts{Exists: true, Phase: de.Status.Phase}
+	if de.Status.DeliveredAt != nil {
+		f.DeliveredAt = de.Status.DeliveredAt.Time
+	}
+	if c := meta.FindStatusCondition(de.Status.Conditions, custosv1alpha1.ConditionExportAcknowledged); c != nil && c.Status == metav1.ConditionFalse && c.Reason == ReasonReceiptMismatch {
+		f.ReceiptMismatch = true
+	}
+	if c := meta.FindStatusCondition(de.Status.Conditions, custosv1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
+		f.Message = c.Message
+	}
+	return f
+}
+
+// ReasonReceiptMismatch (DataExport): the receipt's digest is not the bag's.
+const ReasonReceiptMismatch = "ReceiptMismatch"
+
+func hasDestroyed(t *custosv1alpha1.Tenant, kind custosv1alpha1.DestroyedLocationKind, name string) bool {
+	if t.Status.Exit == nil {
+		return false
+	}
+	for _, d := range t.Status.Exit.Destroyed {
+		if d.Kind == kind && d.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *TenantExitReconciler) addDestroyed(t *custosv1alpha1.Tenant, d custosv1alpha1.DestroyedLocation) {
+	if hasDestroyed(t, d.Kind, d.Name) {
+		return
+	}
+	t.Status.Exit.Destroyed = append(t.Status.Exit.Destroyed, d)
+}
+
+// record writes the decision into status: phase, Ready and LegalHold conditions, deadlines, acknowledgement, and
+// the step about to be carried out.
+func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifecycle.Decision) {
+	t := s.tenant
+	if t.Status.Exit == nil {
+		t.Status.Exit = &custosv1alpha1.TenantExitStatus{}
+	}
+	ex := t.Status.Exit
+	if d.Phase != t.Status.Phase {
+		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, string(d.Phase), "Exit", "%s → %s: %s", t.Status.Phase, d.Phase, d.Message)
+		t.Status.Phase = d.Phase
+	}
+	if !d.BackupsGoneBy.IsZero() && (ex.BackupsGoneBy == nil || !ex.BackupsGoneBy.Time.Equal(d.BackupsGoneBy)) {
+		ex.BackupsGoneBy = ptr.To(metav1.NewTime(d.BackupsGoneBy))
+	}
+	if ex.ExportAcknowledgedAt == nil && (d.AcknowledgeTimedOut || s.facts.Export.Phase == custosv1alpha1.ExportAcknowledged) && ex.ExportRef != nil {
+		at := metav1.NewTime(s.now)
+		if !d.AcknowledgeTimedOut && s.export != nil && s.export.Status.AcknowledgedAt != nil {
+			at = *s.export.Status.AcknowledgedAt
+		}
+		ex.ExportAcknowledgedAt, ex.ExportAcknowledgeTimedOut = &at, d.AcknowledgeTimedOut
+		msg := "the receiver's sha256 matched the bag"
+		action := evidence.ActionExportAcknowledged
+		if d.AcknowledgeTimedOut {
+			msg = "no receipt came within acknowledgeTimeout after delivery; the exit goes on and the certificate says so"
+		}
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionExportAcknowledged, !d.AcknowledgeTimedOut, ackReason(d.AcknowledgeTimedOut), msg)
+		r.audit(ctx, t, action, map[string]string{"export": ex.ExportRef.Name, "timedOut": fmt.Sprint(d.AcknowledgeTimedOut)})
+	}
+	hold := lifecycle.HoldActive(t.Spec.LegalHold, s.now)
+	if hold {
+		msg := "a legal hold freezes every destructive step: " + t.Spec.LegalHold.Reason
+		if t.Spec.LegalHold.Until != nil {
+			msg += "; until " + t.Spec.LegalHold.Until.UTC().Format(time.RFC3339)
+		}
+		if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionLegalHold); c == nil || c.Status != metav1.ConditionTrue {
+			r.audit(ctx, t, evidence.ActionLegalHoldSet, map[string]string{"reason": t.Spec.LegalHold.Reason})
+		}
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, true, custosv1alpha1.ReasonLegalHoldActive, msg)
+	} else if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionLegalHold); c != nil && c.Status == metav1.ConditionTrue {
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, false, custosv1alpha1.ReasonLegalHoldExpired, "the legal hold is lifted or has passed its until date")
+		r.audit(ctx, t, evidence.ActionLegalHoldLifted, nil)
+	}
+	ready := d.Phase == custosv1alpha1.TenantDestroyed
+	if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c == nil || c.Reason != reasonExitStepError || d.Action == lifecycle.Wait || ex.Step == nil || ex.Step.Action != string(d.Action) {
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, ready, d.Reason, d.Message)
+	}
+	if d.Action == lifecycle.Wait {
+		ex.Step = nil
+		return
+	}
+	if ex.Step == nil || ex.Step.Action != string(d.Action) {
+		ex.Step = &custosv1alpha1.ExitStep{Action: string(d.Action), StartedAt: metav1.NewTime(s.now)}
+	}
+	if d.Action == lifecycle.DisposeBackups && ex.DisposalStartedAt == nil {
+		ex.DisposalStartedAt = ptr.To(metav1.NewTime(s.now))
+	}
+}
+
+func ackReason(timedOut bool) string {
+	if timedOut {
+		return lifecycle.ReasonAcknowledgeTimeout
+	}
+	return lifecycle.ReasonExportAcknowledged
+}
+
+// audit appends to the tenant's trail and records the head in status. A failure is logged: the step it
+// describes already happened, and the next entry will still chain to the last one that was written.
+func (r *TenantExitReconciler) audit(ctx context.Context, t *custosv1alpha1.Tenant, action evidence.Action, detail map[string]string) {
+	if r.Audit == nil {
+		return
+	}
+	head, err := r.Audit.Append(ctx, t, action, detail)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "Could not append to the audit trail", "action", action)
+		return
+	}
+	t.Status.AuditHead = head
+}
+
+// carryOut runs one step; done reports that the step is complete (verified).
+func (r *TenantExitReconciler) carryOut(ctx context.Context, s *exitScope, a lifecycle.Action) (bool, error) {
+	switch a {
+	case lifecycle.Suspend:
+		return r.suspend(ctx, s)
+	case lifecycle.RequestExport:
+		return r.requestExport(ctx, s)
+	case lifecycle.Purge:
+		return r.purge(ctx, s)
+	case lifecycle.DisposeBackups:
+		return r.dispose(ctx, s)
+	case lifecycle.IssueCertificate:
+		return r.certify(ctx, s)
+	}
+	return false, fmt.Errorf("unknown exit action %q", a)
+}
+
+// server connects to the tenant's DatabaseServer as its administrator.
+func (r *TenantExitReconciler) server(ctx context.Context, t *custosv1alpha1.Tenant) (*postgres.Server, *custosv1alpha1.DatabaseServer, error) {
+	name := t.Spec.Database.ServerRef.Name
+	if t.Status.Database != nil && t.Status.Database.Server != "" {
+		name = t.Status.Database.Server
+	}
+	var srv custosv1alpha1.DatabaseServer
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &srv); err != nil {
+		return nil, nil, fmt.Errorf("DatabaseServer %s: %w", name, err)
+	}
+	cfg, err := adminConfig(ctx, r.APIReader, r.Namespace, &srv)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := r.Pools.Server(ctx, srv.Name, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, &srv, nil
+}
+
+func owner(t *custosv1alpha1.Tenant) postgres.Owner {
+	return postgres.Owner{Tenant: t.Name, UID: string(t.UID)}
+}
+
+func (r *TenantExitReconciler) stillSuspended(ctx context.Context, t *custosv1alpha1.Tenant) (bool, error) {
+	if t.Status.Database == nil {
+		return true, nil
+	}
+	db, _, err := r.server(ctx, t)
+	if err != nil {
+		return false, err
+	}
+	defer db.Close(ctx)
+	return db.Suspended(ctx, t.DatabaseName())
+}
+
+// suspend cuts the tenant off without destroying anything: database LOGIN revoked and sessions ended, every
+// NetworkPolicy but the default deny removed (so no pod of the tenant reaches anything, nor is reached),
+// Deployments and StatefulSets scaled to zero and CronJobs suspended. Each is verified.
+func (r *TenantExitReconciler) suspend(ctx context.Context, s *exitScope) (bool, error) {
+	t := s.tenant
+	detail := map[string]string{}
+	if t.Status.Database != nil {
+		db, _, err := r.server(ctx, t)
+		if err != nil {
+			return false, err
+		}
+		defer db.Close(ctx)
+		res, err := db.Suspend(ctx, t.DatabaseName(), owner(t))
+		if err != nil {
+			return false, err
+		}
+		detail["database"] = t.DatabaseName()
+		detail["sessionsEnded"] = fmt.Sprint(res.Terminated)
+	}
+	for _, ns := range t.NamespaceNames() {
+		for _, name := range []string{policyAllowTenant, policyAllowDNS, policyAllowDatabase} {
+			np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+			if err := r.Client.Delete(ctx, np); err != nil && !apierrors.IsNotFound(err) {
+				return false, fmt.Errorf("removing NetworkPolicy %s/%s: %w", ns, name, err)
+			}
+		}
+		if err := r.scaleDown(ctx, ns); err != nil {
+			return false, err
+		}
+	}
+	at := metav1.NewTime(s.now)
+	t.Status.Exit.TerminatedAt = &at
+	detail["namespaces"] = strings.Join(t.NamespaceNames(), ",")
+	r.audit(ctx, t, evidence.ActionSuspended, detail)
+	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "Suspended", "Exit", "contract %s ended: database LOGIN revoked, network cut, workloads scaled to zero", t.Spec.Contract.ID)
+	return true, nil
+}
+
+func (r *TenantExitReconciler) scaleDown(ctx context.Context, ns string) error {
+	var deps appsv1.DeploymentList
+	if err := r.APIReader.List(ctx, &deps, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for i := range deps.Items {
+		d := &deps.Items[i]
+		if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
+			continue
+		}
+		p := client.MergeFrom(d.DeepCopy())
+		d.Spec.Replicas = ptr.To[int32](0)
+		if err := r.Client.Patch(ctx, d, p); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("scaling Deployment %s/%s to zero: %w", ns, d.Name, err)
+		}
+	}
+	var sts appsv1.StatefulSetList
+	if err := r.APIReader.List(ctx, &sts, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for i := range sts.Items {
+		d := &sts.Items[i]
+		if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
+			continue
+		}
+		p := client.MergeFrom(d.DeepCopy())
+		d.Spec.Replicas = ptr.To[int32](0)
+		if err := r.Client.Patch(ctx, d, p); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("scaling StatefulSet %s/%s to zero: %w", ns, d.Name, err)
+		}
+	}
+	var cjs batchv1.CronJobList
+	if err := r.APIReader.List(ctx, &cjs, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for i := range cjs.Items {
+		d := &cjs.Items[i]
+		if d.Spec.Suspend != nil && *d.Spec.Suspend {
+			continue
+		}
+		p := client.MergeFrom(d.DeepCopy())
+		d.Spec.Suspend = ptr.To(true)
+		if err := r.Client.Patch(ctx, d, p); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("suspending CronJob %s/%s: %w", ns, d.Name, err)
+		}
+	}
+	return nil
+}
+
+// requestExport creates the exit's DataExport (or finds the one an earlier attempt created).
+func (r *TenantExitReconciler) requestExport(ctx context.Context, s *exitScope) (bool, error) {
+	t := s.tenant
+	name := t.Name + exitExportSuffix
+	var de custosv1alpha1.DataExport
+	err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &de)
+	if apierrors.IsNotFound(err) {
+		path := r.ExportDir
+		if s.policy != nil && s.policy.Spec.Export.Delivery != nil {
+			path = s.policy.Spec.Export.Delivery.Filesystem.Path
+		}
+		if path == "" {
+			return false, errors.New("no delivery for the exit's export: set the RetentionPolicy's export.delivery.filesystem.path or the manager's --export-dir")
+		}
+		de = custosv1alpha1.DataExport{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: tenantLabels(t)},
+			Spec: custosv1alpha1.DataExportSpec{TenantRef: custosv1alpha1.ObjectReference{Name: t.Name},
+				Include:  custosv1alpha1.ExportInclude{Database: true, KubernetesObjects: true},
+				Delivery: custosv1alpha1.ExportDelivery{Filesystem: custosv1alpha1.FilesystemDelivery{Path: path}}},
+		}
+		if err := r.Client.Create(ctx, &de); err != nil {
+			return false, fmt.Errorf("creating DataExport %s: %w", name, err)
+		}
+		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "ExportRequested", "Exit", "DataExport %s requested for the data controller (exit.dataReturn: Export), delivered to %s", name, path)
+	} else if err != nil {
+		return false, err
+	} else if de.Spec.TenantRef.Name != t.Name {
+		return false, fmt.Errorf("DataExport %s exists for tenant %s: delete or rename it", name, de.Spec.TenantRef.Name)
+	}
+	t.Status.Exit.ExportRef = &custosv1alpha1.ObjectReference{Name: name}
+	return true, nil
+}
+
+// purge destroys the live data in the order DESIGN §4 gives: the database and role, then the Secrets, then the
+// namespaces; each verified gone and recorded for the certificate.
+func (r *TenantExitReconciler) purge(ctx context.Context, s *exitScope) (bool, error) {
+	t := s.tenant
+	started := t.Status.Exit.Step.StartedAt
+	if t.Status.Database != nil && !hasDestroyed(t, custosv1alpha1.DestroyedDatabase, t.DatabaseName()) {
+		db, srv, err := r.server(ctx, t)
+		if err != nil {
+			return false, err
+		}
+		defer db.Close(ctx)
+		version, _ := db.Version(ctx)
+		res, err := db.DropTenant(ctx, t.DatabaseName(), owner(t), uint32(t.Status.Database.OID))
+		if err != nil {
+			return false, err
+		}
+		oid := res.OID
+		done := metav1.NewTime(r.Clock.Now())
+		tool := "PostgreSQL " + version
+		r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedDatabase, Name: t.DatabaseName(),
+			Identifier: fmt.Sprintf("database %s OID %d on DatabaseServer %s (%s)", t.DatabaseName(), oid, srv.Name, srv.Spec.Host),
+			Jurisdiction: string(srv.Spec.Jurisdiction), Method: "Clear", Technique: "sessions ended; DROP DATABASE … WITH (FORCE)",
+			Tool: tool, StartedAt: started, CompletedAt: done, Verification: res.Verification})
+		r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedRole, Name: t.DatabaseName(),
+			Identifier: fmt.Sprintf("role %s on DatabaseServer %s", t.DatabaseName(), srv.Name), Jurisdiction: string(srv.Spec.Jurisdiction),
+			Method: "Clear", Technique: "DROP ROLE", Tool: tool, StartedAt: started, CompletedAt: done,
+			Verification: fmt.Sprintf("pg_roles has no role %s", t.DatabaseName())})
+	}
+	// Secrets: the credentials in each tenant namespace and the master password in the manager's namespace.
+	secrets := []client.ObjectKey{{Namespace: r.Namespace, Name: masterSecretPrefix + t.Name}}
+	for _, ns := range t.NamespaceNames() {
+		secrets = append(secrets, client.ObjectKey{Namespace: ns, Name: credentialsName})
+	}
+	for _, key := range secrets {
+		if hasDestroyed(t, custosv1alpha1.DestroyedSecret, key.String()) {
+			continue
+		}
+		gone, uid, err := r.deleteAndVerify(ctx, &corev1.Secret{}, key)
+		if err != nil {
+			return false, err
+		}
+		if !gone {
+			return false, nil
+		}
+		r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedSecret, Name: key.String(), Identifier: secretIdentifier(key, uid),
+			Method: "Clear", Technique: "Kubernetes DELETE (the database password it held no longer opens anything: the role is dropped)",
+			Tool: "kube-apiserver", StartedAt: started, CompletedAt: metav1.NewTime(r.Clock.Now()), Verification: "GET returns 404 Not Found"})
+	}
+	for _, ns := range t.NamespaceNames() {
+		if hasDestroyed(t, custosv1alpha1.DestroyedNamespace, ns) {
+			continue
+		}
+		uid := ""
+		for _, n := range t.Status.Namespaces {
+			if n.Name == ns {
+				uid = string(n.UID)
+			}
+		}
+		gone, seenUID, err := r.deleteAndVerify(ctx, &corev1.Namespace{}, client.ObjectKey{Name: ns})
+		if err != nil {
+			return false, err
+		}
+		if !gone {
+			return false, nil // the namespace controller is deleting its content; come back
+		}
+		if uid == "" {
+			uid = seenUID
+		}
+		r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedNamespace, Name: ns, Identifier: fmt.Sprintf("namespace %s uid %s", ns, uid),
+			Method: "Clear", Technique: "Kubernetes DELETE of the namespace and, by the namespace controller, every object in it",
+			Tool: "kube-apiserver", StartedAt: started, CompletedAt: metav1.NewTime(r.Clock.Now()), Verification: "GET returns 404 Not Found"})
+	}
+	at := metav1.NewTime(r.Clock.Now())
+	t.Status.Exit.LiveDataPurgedAt = &at
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLiveDataPurged, true, "Purged",
+		fmt.Sprintf("database %s and its role, %d Secret(s) and %d namespace(s) verified gone", t.DatabaseName(), len(secrets), len(t.NamespaceNames())))
+	r.audit(ctx, t, evidence.ActionLiveDataPurged, map[string]string{"database": t.DatabaseName(), "namespaces": strings.Join(t.NamespaceNames(), ",")})
+	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "LiveDataPurged", "Exit", "database %s, its role, the Secrets and the namespaces are verified gone", t.DatabaseName())
+	return true, nil
+}
+
+func secretIdentifier(key client.ObjectKey, uid string) string {
+	if uid == "" {
+		return "Secret " + key.String()
+	}
+	return fmt.Sprintf("Secret %s uid %s", key, uid)
+}
+
+// deleteAndVerify deletes obj (if there) and reports whether a live read returns 404, with the UID it had.
+func (r *TenantExitReconciler) deleteAndVerify(ctx context.Context, obj client.Object, key client.ObjectKey) (bool, string, error) {
+	err := r.APIReader.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) {
+		return true, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	uid := string(obj.GetUID())
+	if obj.GetDeletionTimestamp() == nil {
+		if err := r.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+			return false, uid, fmt.Errorf("deleting %T %s: %w", obj, key, err)
+		}
+	}
+	err = r.APIReader.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) {
+		return true, uid, nil
+	}
+	return false, uid, client.IgnoreNotFound(err)
+}
+
+// disposeLocations are the BackupLocations that may hold a repository of the tenant.
+func (r *TenantExitReconciler) disposeLocations(s *exitScope) []string {
+	var locs []string
+	if s.policy != nil {
+		locs = append(locs, s.policy.Spec.Primary.Name)
+		if s.policy.Spec.Offsite != nil {
+			locs = append(locs, s.policy.Spec.Offsite.Name)
+		}
+	}
+	for _, b := range s.tenant.Status.Backups {
+		if !slices.Contains(locs, b.Location) {
+			locs = append(locs, b.Location)
+		}
+	}
+	return locs
+}
+
+// dispose destroys every repository of the tenant (a Shred task per location in the Runner), then the Secret of
+// repository keys: with every copy of the keys gone, whatever a backend might still hold is unreadable.
+func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool, error) {
+	t := s.tenant
+	if len(t.Status.Tasks) > 0 {
+		return false, nil // the backup controller is draining; a running task must not write into a repository being destroyed
+	}
+	ex := t.Status.Exit
+	slot := ex.DisposalStartedAt.Time.UTC()
+	pending := false
+	for _, loc := range r.disposeLocations(s) {
+		if hasDestroyed(t, custosv1alpha1.DestroyedRepository, loc) {
+			continue
+		}
+		sp := runner.Spec{Tenant: t.Name, Kind: KindShred, Location: loc, Slot: slot, Attempt: int(ex.Step.Attempts) + 1}
+		if res, ok := r.Runner.Result(sp.Key()); ok {
+			r.Runner.Forget(sp.Key())
+			if res.Err != nil {
+				return false, fmt.Errorf("destroying the repository at %s: %w", loc, res.Err)
+			}
+			var rep storage.Report
+			if err := json.Unmarshal(res.Output, &rep); err != nil {
+				return false, err
+			}
+			var bl custosv1alpha1.BackupLocation
+			_ = r.Client.Get(ctx, client.ObjectKey{Name: loc}, &bl)
+			id := rep.RepositoryID
+			if id == "" {
+				id = "none (no repository existed)"
+			}
+			technique := "restic forget of every snapshot and prune --max-unused 0, then DELETE of every object of the repository (data, index, snapshots, locks, keys, config) at the backend"
+			method := custosv1alpha1.SanitizationMethod("Purge")
+			if t.Spec.Exit.Backups == custosv1alpha1.BackupDisposalExpire {
+				technique = "retention expiry (every snapshot older than keepWithin forgotten and pruned), then " + technique
+			}
+			r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedRepository, Name: loc,
+				Identifier: fmt.Sprintf("restic repository %s at %s (%d snapshot(s), %d object(s), %d bytes deleted)", id, rep.Repository, rep.SnapshotsBefore, rep.ObjectsDeleted, rep.BytesDeleted),
+				Jurisdiction: string(bl.Spec.Jurisdiction), Method: method, Technique: technique,
+				Tool: strings.TrimSpace(rep.Tool + " " + rep.ToolVersion), StartedAt: metav1.NewTime(rep.StartedAt), CompletedAt: metav1.NewTime(rep.CompletedAt),
+				Verification: rep.Verification})
+			r.audit(ctx, t, evidence.ActionShredded, map[string]string{"location": loc, "repository": id})
+			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "RepositoryDestroyed", "Exit", "repository %s at %s destroyed and verified gone", id, loc)
+			continue
+		}
+		pending = true
+		r.Runner.Submit(sp)
+	}
+	if pending {
+		return false, nil
+	}
+	key := client.ObjectKey{Namespace: r.Namespace, Name: repoKeySecretPrefix + t.Name}
+	gone, uid, err := r.deleteAndVerify(ctx, &corev1.Secret{}, key)
+	if err != nil || !gone {
+		return false, err
+	}
+	r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedSecret, Name: key.String(), Identifier: secretIdentifier(key, uid),
+		Method: "Purge", Technique: "cryptographic erase: the only copy of the repositories' keys (restic data is AES-256 encrypted) deleted",
+		Tool: "kube-apiserver", StartedAt: ex.Step.StartedAt, CompletedAt: metav1.NewTime(r.Clock.Now()), Verification: "GET returns 404 Not Found"})
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionBackupsExpired, true, "RepositoriesDestroyed",
+		"every backup repository of the tenant is verified gone and its keys are deleted")
+	r.audit(ctx, t, evidence.ActionBackupsExpired, map[string]string{"locations": strings.Join(r.disposeLocations(s), ",")})
+	return true, nil
+}
+
+// SetupWithManager registers the exit controller: Tenants, the exit's DataExports, and finished Shred tasks.
+func (r *TenantExitReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&custosv1alpha1.Tenant{}, builder.WithPredicates(predicate.Funcs{
+			UpdateFunc: func(e event.UpdateEvent) bool {
+				o, n := e.ObjectOld.(*custosv1alpha1.Tenant), e.ObjectNew.(*custosv1alpha1.Tenant)
+				return o.Generation != n.Generation || o.Status.Phase != n.Status.Phase || len(o.Status.Tasks) != len(n.Status.Tasks)
+			},
+		})).
+		Watches(&custosv1alpha1.DataExport{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []ctrl.Request {
+			de := o.(*custosv1alpha1.DataExport)
+			return []ctrl.Request{{NamespacedName: client.ObjectKey{Name: de.Spec.TenantRef.Name}}}
+		})).
+		WatchesRawSource(source.Channel(r.Done, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
+		Named("tenant-exit").
+		Complete(r)
+}

@@ -1,0 +1,303 @@
+package local
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/controllers"
+	"github.com/custos-io/custos/internal/evidence"
+	"github.com/custos-io/custos/internal/restic"
+	"github.com/custos-io/custos/internal/testharness"
+)
+
+// finalizeNamespaces plays the namespace controller envtest does not run: a namespace being deleted loses its
+// "kubernetes" finalizer, so it goes away as it would in a cluster once its content is deleted.
+func finalizeNamespaces(ctx context.Context) {
+	for ctx.Err() == nil {
+		var list corev1.NamespaceList
+		if err := k8s.List(ctx, &list); err == nil {
+			for i := range list.Items {
+				ns := &list.Items[i]
+				if ns.DeletionTimestamp != nil && len(ns.Spec.Finalizers) > 0 {
+					ns.Spec.Finalizers = nil
+					_ = k8s.SubResource("finalize").Update(ctx, ns)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
+	const (
+		primaryName = "exit-primary"
+		offsiteName = "exit-offsite"
+		shredPolicy = "exit-shred"
+		shortPolicy = "exit-short"
+		exitServer  = "exit-pg"
+	)
+	var (
+		mgr        *runningManager
+		offsiteSrv *testharness.RestServer
+		primaryDir string
+		exportDir  string
+	)
+
+	BeforeAll(func(ctx SpecContext) {
+		var err error
+		offsiteSrv, err = testharness.StartRestServer(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(offsiteSrv.Stop)
+		primaryDir = filepath.Join(GinkgoT().TempDir(), "primary")
+		exportDir = filepath.Join(GinkgoT().TempDir(), "exports")
+		Expect(os.MkdirAll(exportDir, 0o700)).To(Succeed())
+		nsCtx, stopNS := context.WithCancel(context.Background())
+		go finalizeNamespaces(nsCtx)
+		DeferCleanup(stopNS)
+		mgr = startManager(func(o *controllers.Options) { o.ExportDir = exportDir })
+		DeferCleanup(func() { mgr.stop() })
+
+		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: primaryName},
+			Spec: custosv1alpha1.BackupLocationSpec{URL: primaryDir, Jurisdiction: "NL"}})
+		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: offsiteName},
+			Spec: custosv1alpha1.BackupLocationSpec{URL: offsiteSrv.URL, Jurisdiction: "DE"}})
+		every := custosv1alpha1.Schedule{Cron: "* * * * *", TimeZone: "UTC"}
+		for name, keep := range map[string]custosv1alpha1.Duration{shredPolicy: "30d", shortPolicy: "3m"} {
+			ensureObject(ctx, &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: custosv1alpha1.RetentionPolicySpec{
+				Primary: custosv1alpha1.ObjectReference{Name: primaryName}, Offsite: &custosv1alpha1.ObjectReference{Name: offsiteName},
+				Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: keep, MaxSnapshotAge: "26h",
+				AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
+			}})
+		}
+		databaseServerFor(ctx, exitServer, pg, "NL")
+	})
+
+	// activeTenant makes a tenant with data and waits until both locations hold a snapshot.
+	activeTenant := func(ctx context.Context, prefix, policy string, exit custosv1alpha1.TenantExit) *custosv1alpha1.Tenant {
+		GinkgoHelper()
+		t := newTenant(prefix)
+		t.Spec.RetentionPolicyRef.Name = policy
+		t.Spec.Database.ServerRef.Name = exitServer
+		t.Spec.Exit = exit
+		Expect(k8s.Create(ctx, t)).To(Succeed())
+		expectReady(ctx, t)
+		conn, err := pgx.Connect(ctx, pg.URL(t.Status.Database.Name))
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, `CREATE TABLE patients (id int PRIMARY KEY, name text, born date);
+			INSERT INTO patients SELECT g, 'patiënt ' || g, date '1950-01-01' + g FROM generate_series(1, 200) g`)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			n := 0
+			for _, lb := range t.Status.Backups {
+				if lb.Snapshots > 0 && lb.RepositoryID != "" {
+					n++
+				}
+			}
+			g.Expect(n).To(Equal(2), "a snapshot in both locations")
+		}).WithTimeout(3 * time.Minute).WithPolling(2 * time.Second).Should(Succeed())
+		return t
+	}
+	endContract := func(ctx context.Context, t *custosv1alpha1.Tenant) {
+		GinkgoHelper()
+		updateSpec(ctx, t, func() { t.Spec.Contract.End = &metav1.Time{Time: time.Now().Add(-time.Second).Truncate(time.Second)} })
+	}
+	phase := func(ctx context.Context, t *custosv1alpha1.Tenant) func(Gomega) custosv1alpha1.TenantPhase {
+		DeferCleanup(func() {
+			if CurrentSpecReport().Failed() {
+				b, _ := yaml.Marshal(t.Status)
+				AddReportEntry("tenant status", string(b))
+			}
+		})
+		return func(g Gomega) custosv1alpha1.TenantPhase {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			return t.Status.Phase
+		}
+	}
+	repoURL := func(t *custosv1alpha1.Tenant, loc string) string {
+		if loc == offsiteName {
+			return offsiteSrv.URL + t.Name + "-" + string(t.UID)[:8]
+		}
+		return filepath.Join(primaryDir, t.Name+"-"+string(t.UID)[:8])
+	}
+	publicKey := func(ctx context.Context) []byte {
+		GinkgoHelper()
+		var cm corev1.ConfigMap
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: controllers.SigningKeyName}, &cm)).To(Succeed())
+		return []byte(cm.Data["public.pem"])
+	}
+
+	// expectDestroyed checks every place the tenant's data lived, the certificate and the audit trail.
+	expectDestroyed := func(ctx context.Context, t *custosv1alpha1.Tenant, oid int64) *custosv1alpha1.DestructionCertificate {
+		GinkgoHelper()
+		By("finding no database with the tenant's name or OID, and no role")
+		admin, err := pgx.Connect(ctx, pg.URL("postgres"))
+		Expect(err).NotTo(HaveOccurred())
+		defer admin.Close(ctx)
+		var n int
+		Expect(admin.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1 OR oid = $2", t.DatabaseName(), oid).Scan(&n)).To(Succeed())
+		Expect(n).To(BeZero())
+		Expect(admin.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", t.DatabaseName()).Scan(&n)).To(Succeed())
+		Expect(n).To(BeZero())
+
+		By("finding no namespace and no Secret of the tenant")
+		for _, ns := range t.NamespaceNames() {
+			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: ns}, &corev1.Namespace{}))).To(BeTrue(), "namespace %s", ns)
+		}
+		for _, name := range []string{"custos-db-" + t.Name, "custos-repo-" + t.Name} {
+			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: name}, &corev1.Secret{}))).To(BeTrue(), "Secret %s", name)
+		}
+
+		By("finding no repository at either location")
+		for _, loc := range []string{primaryName, offsiteName} {
+			_, err := (restic.Repository{Binary: programs.Restic, URL: repoURL(t, loc), Password: "any"}).ID(ctx)
+			Expect(err).To(HaveOccurred(), loc)
+			Expect(err.Error()).To(Or(ContainSubstring("does not exist"), ContainSubstring("exit code 10")), loc)
+		}
+		Expect(filepath.Join(primaryDir, t.Name+"-"+string(t.UID)[:8])).NotTo(BeADirectory())
+		entries, err := os.ReadDir(filepath.Join(offsiteSrv.Dir, "data", t.Name+"-"+string(t.UID)[:8]))
+		if err == nil {
+			files := 0
+			for _, e := range entries {
+				if !e.IsDir() {
+					files++
+				}
+			}
+			Expect(files).To(BeZero())
+		}
+
+		By("verifying the certificate offline with the published key")
+		cert := &custosv1alpha1.DestructionCertificate{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: t.Status.Exit.CertificateRef.Name}, cert)).To(Succeed())
+		pub, err := evidence.ParsePublicKey(publicKey(ctx))
+		Expect(err).NotTo(HaveOccurred())
+		st, err := evidence.Verify(evidence.EnvelopeFromAPI(cert.Spec.Envelope), pub)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(evidence.CheckComplete(st)).To(BeEmpty())
+		Expect(evidence.CompareSpec(cert.Spec, st)).To(BeEmpty())
+		kinds := map[string]int{}
+		for _, l := range st.Predicate.Locations {
+			kinds[l.Kind]++
+			Expect(l.Verification.Result).To(Equal(evidence.ResultVerified))
+		}
+		Expect(kinds).To(Equal(map[string]int{"database": 2, "namespace": 2, "secret": 4, "repository": 2}),
+			"database and role, 2 namespaces, master + 2 credentials + repository-key Secrets, 2 repositories")
+		Expect(st.Predicate.Tenant.UID).To(Equal(string(t.UID)))
+		Expect(st.Predicate.Processor.Name).To(Equal("e-Health Hosting B.V."))
+
+		By("verifying the audit trail against the head the certificate commits to")
+		var cms corev1.ConfigMapList
+		Expect(k8s.List(ctx, &cms, client.InNamespace(managerNamespace), client.MatchingLabels{"custos.io/audit-tenant": t.Name})).To(Succeed())
+		Expect(cms.Items).To(HaveLen(1))
+		chain, err := evidence.ParseLines([]byte(cms.Items[0].Data["entries.jsonl"]))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(evidence.VerifyChain(chain)).To(Succeed())
+		found := false
+		for _, e := range chain {
+			if e.Hash == st.Predicate.Audit.Head {
+				found = true
+			}
+		}
+		Expect(found).To(BeTrue(), "the certificate's audit head is an entry of the trail")
+		Expect(chain[len(chain)-1].Action).To(Equal(evidence.ActionCertificateIssued))
+		Expect(t.Status.AuditHead).To(Equal("sha256:" + chain[len(chain)-1].Hash))
+		return cert
+	}
+
+	It("None + Shred: suspends, purges, destroys both repositories and their keys, and signs a certificate that verifies", func(ctx SpecContext) {
+		t := activeTenant(ctx, "exit-ns", shredPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred})
+		oid := t.Status.Database.OID
+		creds := credentials(ctx, t.Name)
+		endContract(ctx, t)
+		Eventually(phase(ctx, t)).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Equal(custosv1alpha1.TenantDestroyed))
+		_, err := connectWith(ctx, creds, t.DatabaseName())
+		Expect(err).To(HaveOccurred())
+		cert := expectDestroyed(ctx, t, oid)
+		Expect(t.Status.Exit.TerminatedAt).NotTo(BeNil())
+		Expect(t.Status.Exit.LiveDataPurgedAt).NotTo(BeNil())
+		Expect(t.Status.Exit.DestroyedAt).NotTo(BeNil())
+		Expect(condOf(t, custosv1alpha1.ConditionCertificateIssued)).To(haveStatus(metav1.ConditionTrue, "Signed"))
+
+		By("letting the destroyed Tenant be deleted; the certificate and the audit trail stay")
+		Expect(k8s.Delete(ctx, t)).To(Succeed())
+		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx, keyOf(t), t)) }).Should(BeTrue())
+		Expect(k8s.Get(ctx, keyOf(cert), cert)).To(Succeed())
+		By("refusing any change to the certificate")
+		cert.Spec.ContractID = "forged"
+		Expect(k8s.Update(ctx, cert)).To(MatchError(ContainSubstring("immutable")))
+	})
+
+	It("a legal hold freezes the exit before anything is destroyed; lifting it lets the exit finish", func(ctx SpecContext) {
+		t := activeTenant(ctx, "exit-hold", shredPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred})
+		oid := t.Status.Database.OID
+		updateSpec(ctx, t, func() { t.Spec.LegalHold = &custosv1alpha1.LegalHold{Reason: "court order 2026/117"} })
+		endContract(ctx, t)
+		Eventually(condition(ctx, t, custosv1alpha1.ConditionLegalHold)).Should(haveStatus(metav1.ConditionTrue, custosv1alpha1.ReasonLegalHoldActive))
+		Eventually(phase(ctx, t)).Should(Equal(custosv1alpha1.TenantPurging))
+		Consistently(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			g.Expect(t.Status.Phase).To(Equal(custosv1alpha1.TenantPurging))
+			g.Expect(t.Status.Exit.Destroyed).To(BeEmpty())
+		}).WithTimeout(10 * time.Second).Should(Succeed())
+		Expect(condOf(t, custosv1alpha1.ConditionReady).Message).To(ContainSubstring("court order 2026/117"))
+		admin, err := pgx.Connect(ctx, pg.URL(t.DatabaseName()))
+		Expect(err).NotTo(HaveOccurred(), "the database is still there under the hold")
+		Expect(admin.Close(ctx)).To(Succeed())
+		_, err = (restic.Repository{Binary: programs.Restic, URL: repoURL(t, primaryName), Password: "wrong"}).ID(ctx)
+		Expect(err).To(MatchError(ContainSubstring("exit code 12")), "the repository is still there under the hold")
+
+		updateSpec(ctx, t, func() { t.Spec.LegalHold = nil })
+		Eventually(phase(ctx, t)).WithTimeout(3 * time.Minute).Should(Equal(custosv1alpha1.TenantDestroyed))
+		expectDestroyed(ctx, t, oid)
+	})
+
+	It("None + Expire: the backups stay until keepWithin after the newest snapshot, then go, with the deadline in status", func(ctx SpecContext) {
+		t := activeTenant(ctx, "exit-exp", shortPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalExpire})
+		oid := t.Status.Database.OID
+		endContract(ctx, t)
+		Eventually(phase(ctx, t)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.TenantAwaitingBackupExpiry))
+		Expect(t.Status.Exit.BackupsGoneBy).NotTo(BeNil())
+		var newest time.Time
+		for _, lb := range t.Status.Backups {
+			if lb.Newest != nil && lb.Newest.After(newest) {
+				newest = lb.Newest.Time
+			}
+		}
+		Expect(t.Status.Exit.BackupsGoneBy.Time).To(BeTemporally("~", newest.Add(3*time.Minute), time.Second))
+		Expect(t.Status.Exit.LiveDataPurgedAt).NotTo(BeNil())
+		Expect(primaryDirOf(primaryDir, t)).To(BeADirectory(), "the repository waits for its deadline")
+		Eventually(phase(ctx, t)).WithTimeout(5 * time.Minute).WithPolling(2 * time.Second).Should(Equal(custosv1alpha1.TenantDestroyed))
+		Expect(t.Status.Exit.DestroyedAt.Time).To(BeTemporally(">=", t.Status.Exit.BackupsGoneBy.Time))
+		expectDestroyed(ctx, t, oid)
+	})
+})
+
+func primaryDirOf(base string, t *custosv1alpha1.Tenant) string {
+	return filepath.Join(base, t.Name+"-"+string(t.UID)[:8])
+}
+
+// condOf returns a Tenant's condition (the Tenant as last read).
+func condOf(t *custosv1alpha1.Tenant, typ string) *metav1.Condition {
+	for i := range t.Status.Conditions {
+		if t.Status.Conditions[i].Type == typ {
+			return &t.Status.Conditions[i]
+		}
+	}
+	return nil
+}
