@@ -545,7 +545,7 @@ func (r *TenantExitReconciler) purge(ctx context.Context, s *exitScope) (bool, e
 		done := metav1.NewTime(r.Clock.Now())
 		tool := "PostgreSQL " + version
 		r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedDatabase, Name: t.DatabaseName(),
-			Identifier: fmt.Sprintf("database %s OID %d on DatabaseServer %s (%s)", t.DatabaseName(), oid, srv.Name, srv.Spec.Host),
+			Identifier:   fmt.Sprintf("database %s OID %d on DatabaseServer %s (%s)", t.DatabaseName(), oid, srv.Name, srv.Spec.Host),
 			Jurisdiction: string(srv.Spec.Jurisdiction), Method: "Clear", Technique: "sessions ended; DROP DATABASE … WITH (FORCE)",
 			Tool: tool, StartedAt: started, CompletedAt: done, Verification: res.Verification})
 		r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedRole, Name: t.DatabaseName(),
@@ -688,7 +688,7 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 				technique = "retention expiry (every snapshot older than keepWithin forgotten and pruned), then " + technique
 			}
 			r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedRepository, Name: loc,
-				Identifier: fmt.Sprintf("restic repository %s at %s (%d snapshot(s), %d object(s), %d bytes deleted)", id, rep.Repository, rep.SnapshotsBefore, rep.ObjectsDeleted, rep.BytesDeleted),
+				Identifier:   fmt.Sprintf("restic repository %s at %s (%d snapshot(s), %d object(s), %d bytes deleted)", id, rep.Repository, rep.SnapshotsBefore, rep.ObjectsDeleted, rep.BytesDeleted),
 				Jurisdiction: string(bl.Spec.Jurisdiction), Method: method, Technique: technique,
 				Tool: strings.TrimSpace(rep.Tool + " " + rep.ToolVersion), StartedAt: metav1.NewTime(rep.StartedAt), CompletedAt: metav1.NewTime(rep.CompletedAt),
 				Verification: rep.Verification})
