@@ -1,10 +1,9 @@
 package export
 
 import (
+	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/custos-io/custos/internal/postgres"
 )
@@ -112,9 +112,12 @@ func BagName(path string) string {
 	return strings.TrimSuffix(filepath.Base(path), ".tar")
 }
 
-// WriteFile writes the bag as a tar to path, atomically: into a temporary file in the same directory, synced,
-// then renamed. A crash or a cancelled ctx never leaves a file at path (nor, except after a crash, the temporary
-// one). Table data streams from COPY into the file through the hashers; memory does not grow with the database.
+// WriteFile writes the bag as a tar to dst, atomically: into a temporary file in the same directory
+// (".<name>.partial-<random>"), synced, then renamed; the directory is synced after the rename. A failure or a
+// cancelled ctx never leaves a file at dst and removes the temporary file; a crash may leave the temporary file,
+// which the next WriteFile to the same dst removes (so two WriteFile calls must not write to the same dst at the
+// same time). Table data streams from COPY into the file through the hashers; memory does not grow with the
+// database. An existing file at dst is replaced.
 func WriteFile(ctx context.Context, dst string, in Input) (res Result, err error) {
 	if in.Now.IsZero() {
 		return Result{}, errors.New("export: Input.Now is not set")
@@ -130,7 +133,13 @@ func WriteFile(ctx context.Context, dst string, in Input) (res Result, err error
 	if err != nil {
 		return Result{}, err
 	}
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".partial-*")
+	partial := "." + filepath.Base(dst) + ".partial-"
+	if stale, _ := filepath.Glob(filepath.Join(filepath.Dir(dst), globEscape(partial)+"*")); len(stale) > 0 {
+		for _, p := range stale {
+			_ = os.Remove(p)
+		}
+	}
+	f, err := os.CreateTemp(filepath.Dir(dst), partial+"*")
 	if err != nil {
 		return Result{}, fmt.Errorf("export: %w", err)
 	}
@@ -141,18 +150,25 @@ func WriteFile(ctx context.Context, dst string, in Input) (res Result, err error
 			_ = os.Remove(tmp)
 		}
 	}()
-	b := &bag{ctx: ctx, in: in, root: name + "/", tw: newTarWriter(f, in.Now)}
+	b := &bag{ctx: ctx, in: in, root: name + "/", tw: newTarWriter(f, in.Now), dir: filepath.Dir(dst)}
 	b.tw.afterChunk = testHookChunk
+	th := startTarHasher(f)
+	b.tw.final = th.advance
 	if err := b.write(objects); err != nil {
+		th.stop()
 		return Result{}, fmt.Errorf("export: %w", err)
 	}
-	if err := f.Sync(); err != nil {
+	// fsync and the rest of the archive's hash (from the page cache) at the same time.
+	synced := make(chan error, 1)
+	go func() { synced <- f.Sync() }()
+	sum, hashErr := th.finish(b.tw.off)
+	if err := <-synced; err != nil {
 		return Result{}, fmt.Errorf("export: %w", err)
 	}
-	sum, size, err := hashFile(ctx, f)
-	if err != nil {
-		return Result{}, fmt.Errorf("export: hashing the tar: %w", err)
+	if hashErr != nil {
+		return Result{}, fmt.Errorf("export: hashing the tar: %w", hashErr)
 	}
+	size := b.tw.off
 	if err := f.Close(); err != nil {
 		return Result{}, fmt.Errorf("export: %w", err)
 	}
@@ -170,27 +186,9 @@ func WriteFile(ctx context.Context, dst string, in Input) (res Result, err error
 		Tables: b.tables}, nil
 }
 
-func hashFile(ctx context.Context, f *os.File) (string, int64, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", 0, err
-	}
-	h := sha256.New()
-	buf := make([]byte, chunkSize)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", 0, err
-		}
-		k, err := f.Read(buf)
-		h.Write(buf[:k])
-		n += int64(k)
-		if err == io.EOF {
-			return hex.EncodeToString(h.Sum(nil)), n, nil
-		}
-		if err != nil {
-			return "", 0, err
-		}
-	}
+// globEscape quotes the characters filepath.Match treats specially.
+func globEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`).Replace(s)
 }
 
 // checkObjects validates object paths and returns the objects sorted by path.
@@ -231,7 +229,8 @@ type bag struct {
 	tags      map[string]fileSum
 	tables    []Table
 	resources []resource
-	dbTables  []*table
+	// dir is where the bag is written; temporary files go there too.
+	dir string
 }
 
 func (b *bag) addPayload(rel string, data []byte) (fileSum, error) {
@@ -421,10 +420,12 @@ func (b *bag) dataPackage() dataPackage {
 }
 
 // database exports the tenant database: one REPEATABLE READ, READ ONLY transaction whose snapshot pg_dump shares
-// for schema.sql, then every table through COPY … TO STDOUT straight into the tar.
+// for schema.sql, then every table through COPY … TO STDOUT straight into the tar. pg_dump runs while the tables
+// stream, into an unlinked temporary file next to the bag, and schema.sql follows the tables in the tar.
 func (b *bag) database() error {
-	ctx := b.ctx
-	conn, err := b.in.Conn.ConnectDB(ctx, b.in.Database)
+	ctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	conn, err := b.connect(ctx)
 	if err != nil {
 		return fmt.Errorf("connecting to database %s: %w", b.in.Database, err)
 	}
@@ -452,22 +453,32 @@ func (b *bag) database() error {
 	if err := tx.QueryRow(ctx, `SELECT pg_catalog.pg_export_snapshot()`).Scan(&snapshot); err != nil {
 		return fmt.Errorf("exporting the snapshot for pg_dump: %w", err)
 	}
+
+	schema, err := os.CreateTemp(b.dir, ".custos-export-schema-*")
+	if err != nil {
+		return err
+	}
+	_ = os.Remove(schema.Name()) // the open file stays readable; a crash leaves nothing behind
+	defer schema.Close()
+	dumped := make(chan error, 1)
+	go func() { dumped <- b.pgDump(ctx, snapshot, schema) }()
+	waitDump := func() error {
+		if dumped == nil {
+			return nil
+		}
+		err := <-dumped
+		dumped = nil
+		return err
+	}
+	defer func() {
+		cancel()
+		_ = waitDump()
+	}()
+
 	tables, types, err := readCatalog(ctx, tx)
 	if err != nil {
 		return err
 	}
-	b.dbTables = tables
-
-	s, err := b.tw.stream(b.root+SchemaSQL, func(w io.Writer) error { return b.pgDump(snapshot, w) })
-	if err != nil {
-		return fmt.Errorf("schema (pg_dump): %w", err)
-	}
-	b.payload[SchemaSQL] = s
-	b.resources = append(b.resources, resource{Name: "schema", Path: strings.TrimPrefix(SchemaSQL, "data/"), Format: "sql",
-		Mediatype: "application/sql", Encoding: "utf-8", Bytes: s.Size, Hash: "sha256:" + s.SHA256,
-		Title: "Database schema", Description: "pg_dump --schema-only --no-owner --no-privileges of database " + b.in.Database +
-			", from the same snapshot as the tables."})
-
 	names := map[uint32]string{}
 	for _, t := range tables {
 		names[t.oid] = t.base
@@ -481,8 +492,8 @@ func (b *bag) database() error {
 			return err
 		})
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if b.ctx.Err() != nil {
+				return b.ctx.Err()
 			}
 			return fmt.Errorf("table %s: %w", t.qualified, err)
 		}
@@ -500,7 +511,50 @@ func (b *bag) database() error {
 			PostgreSQL: &pgSource{Schema: t.schema, Table: t.name, Name: t.qualified, Kind: kind, Rows: rows},
 		})
 	}
+
+	if err := waitDump(); err != nil {
+		if b.ctx.Err() != nil {
+			return b.ctx.Err()
+		}
+		return fmt.Errorf("schema (pg_dump): %w", err)
+	}
+	st, err := schema.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := schema.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	s, err := b.tw.addReader(b.root+SchemaSQL, schema, st.Size())
+	if err != nil {
+		return err
+	}
+	b.payload[SchemaSQL] = s
+	b.resources = append(b.resources, resource{Name: "schema", Path: strings.TrimPrefix(SchemaSQL, "data/"), Format: "sql",
+		Mediatype: "application/sql", Encoding: "utf-8", Bytes: s.Size, Hash: "sha256:" + s.SHA256,
+		Title: "Database schema", Description: "pg_dump --schema-only --no-owner --no-privileges of database " + b.in.Database +
+			", from the same snapshot as the tables."})
 	return nil
+}
+
+// readBuffer is the size of the buffer COPY output is read through: pgx reads 8 KiB at a time by default, which
+// costs a system call per 8 KiB of table data.
+const readBuffer = 256 << 10
+
+// connect opens the export's session on the tenant database.
+func (b *bag) connect(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := b.in.Conn.PgxConfig(b.in.Database)
+	if err != nil {
+		return nil, err
+	}
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, readBuffer), w)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, errors.New(postgres.Redact(err.Error(), b.in.Conn.Password))
+	}
+	return conn, nil
 }
 
 // sessionSettings fix, for the export's transaction only, everything that changes how values are written or
@@ -520,7 +574,7 @@ const sessionSettings = `SELECT pg_catalog.set_config('search_path', 'pg_catalog
   pg_catalog.set_config('idle_in_transaction_session_timeout', '0', true)`
 
 // pgDump runs pg_dump --schema-only on the export's snapshot, its output going to w.
-func (b *bag) pgDump(snapshot string, w io.Writer) error {
+func (b *bag) pgDump(ctx context.Context, snapshot string, w io.Writer) error {
 	dir, err := os.MkdirTemp("", "custos-export-")
 	if err != nil {
 		return err
@@ -530,15 +584,15 @@ func (b *bag) pgDump(snapshot string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(b.ctx, b.in.PgDump, "--schema-only", "--no-owner", "--no-privileges", "--no-password",
+	cmd := exec.CommandContext(ctx, b.in.PgDump, "--schema-only", "--no-owner", "--no-privileges", "--no-password",
 		"--snapshot="+snapshot)
 	cmd.Env = append(environWithoutPG(), env...)
 	cmd.Stdout = w
 	var stderr tailBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		if b.ctx.Err() != nil {
-			return b.ctx.Err()
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		return fmt.Errorf("%w: %s", err, postgres.Redact(strings.TrimSpace(stderr.String()), b.in.Conn.Password))
 	}

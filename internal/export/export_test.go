@@ -265,7 +265,7 @@ type dpResource struct {
 		ForeignKeys   []struct {
 			Fields    []string `json:"fields"`
 			Reference struct {
-				Resource *string `json:"resource"`
+				Resource *string  `json:"resource"`
 				Fields   []string `json:"fields"`
 			} `json:"reference"`
 		} `json:"foreignKeys"`
@@ -628,8 +628,9 @@ var _ = Describe("WriteFile and Verify", Ordered, func() {
 				if name == root+"manifest-sha256.txt" {
 					data = append([]byte(nil), data...)
 					first = strings.Fields(string(data))[1]
-					data[0] = map[byte]byte{'0': '1'}[data[0]] | 0 // any other hex digit
-					if data[0] == 0 {
+					if data[0] == '0' { // another hex digit
+						data[0] = '1'
+					} else {
 						data[0] = '0'
 					}
 				}

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // LibpqEnv is the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE,
@@ -30,4 +32,18 @@ func (c ConnConfig) LibpqEnv(db, appName, dir string) ([]string, error) {
 		env = append(env, "PGSSLROOTCERT="+ca)
 	}
 	return env, nil
+}
+
+// PgxConfig is the pgx configuration for database db (the maintenance database when empty) with c's credentials
+// and CA bundle, for a caller that tunes the connection before pgx.ConnectConfig (the export, for one, reads COPY
+// output through a larger buffer). Errors never carry the password.
+func (c ConnConfig) PgxConfig(db string) (*pgx.ConnConfig, error) {
+	pc, err := pgx.ParseConfig(c.URL(db))
+	if err != nil {
+		return nil, redact(err, c.Password)
+	}
+	if err := c.trustCA(pc); err != nil {
+		return nil, err
+	}
+	return pc, nil
 }
