@@ -38,6 +38,8 @@ type BackupExecutor struct {
 	// WorkDir holds temporary files (dump row counts, objects, CA files) and restic's cache.
 	WorkDir string
 	Clock   clock.PassiveClock
+	// Processor names the processor in export bags (Source-Organization).
+	Processor string
 }
 
 // locationSummary is a repository's state after a task.
@@ -90,8 +92,11 @@ type taskEnv struct {
 
 // Execute implements runner.Executor.
 func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, error) {
-	if sp.Kind == KindShred {
+	switch sp.Kind {
+	case KindShred:
 		return e.shred(ctx, sp)
+	case KindExport:
+		return e.exportBag(ctx, sp)
 	}
 	env, err := e.load(ctx, sp)
 	if err != nil {

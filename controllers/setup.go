@@ -4,6 +4,7 @@ package controllers
 
 import (
 	"os"
+	"strings"
 	"path/filepath"
 	"time"
 
@@ -112,24 +113,32 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := (&RetentionPolicyReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if opts.Processor == "" {
+		opts.Processor = "the processor running custos"
+	}
 	if opts.Programs.Restic == "" {
 		mgr.GetLogger().Info("No restic program configured: backups are not scheduled")
 		return nil
 	}
 	done := make(chan event.GenericEvent, 1024)
 	exitDone := make(chan event.GenericEvent, 1024)
+	exportDone := make(chan event.GenericEvent, 1024)
 	run := opts.Runner
 	if run == nil {
 		if opts.WorkDir == "" {
 			opts.WorkDir = filepath.Join(os.TempDir(), "custos")
 		}
-		exec := &BackupExecutor{Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Programs: opts.Programs, WorkDir: opts.WorkDir, Clock: opts.Clock}
+		exec := &BackupExecutor{Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Programs: opts.Programs, WorkDir: opts.WorkDir, Clock: opts.Clock, Processor: opts.Processor}
 		pool := runner.NewPool(exec, runner.PoolOptions{
 			Global: opts.BackupConcurrency, PerLocation: opts.BackupConcurrencyPerLocation, Timeout: opts.TaskTimeout,
 			Notify: func(sp runner.Spec) {
 				ev := event.GenericEvent{Object: &custosv1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: sp.Tenant}}}
-				if sp.Kind == KindShred {
+				switch sp.Kind {
+				case KindShred:
 					exitDone <- ev
+					return
+				case KindExport:
+					exportDone <- event.GenericEvent{Object: &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: strings.TrimPrefix(sp.Location, exportLocationPrefix)}}}
 					return
 				}
 				done <- ev
@@ -150,13 +159,15 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := mgr.Add(keys); err != nil {
 		return err
 	}
-	if opts.Processor == "" {
-		opts.Processor = "the processor running custos"
+	audit := &AuditLog{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Clock: opts.Clock}
+	if err := (&DataExportReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("custos-export"), Clock: opts.Clock,
+		Runner: run, Done: exportDone, Audit: audit, RetryWait: opts.RetryAfter}).SetupWithManager(mgr); err != nil {
+		return err
 	}
 	return (&TenantExitReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-exit"),
 		Clock: opts.Clock, Namespace: opts.Namespace, Pools: pools, Runner: run, Done: exitDone, RetryAfter: opts.RetryAfter,
 		ExportDir: opts.ExportDir, Processor: opts.Processor, Keys: keys,
-		Audit: &AuditLog{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Clock: opts.Clock},
+		Audit: audit,
 	}).SetupWithManager(mgr, opts.TenantConcurrency)
 }

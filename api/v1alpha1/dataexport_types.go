@@ -8,7 +8,7 @@ import (
 // Frictionless Data Package (one CSV per table, the schema, checksums, a README).
 // +kubebuilder:validation:XValidation:rule="self.tenantRef == oldSelf.tenantRef",message="tenantRef is immutable: create another DataExport for another tenant"
 // +kubebuilder:validation:XValidation:rule="self.include == oldSelf.include && self.delivery == oldSelf.delivery",message="include and delivery are immutable once the export is requested; only receipt may be added"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.receipt) || (has(self.receipt) && self.receipt == oldSelf.receipt)",message="receipt cannot be changed or removed once given"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.receipt) || has(self.receipt)",message="receipt cannot be removed once given (a wrong one may be corrected; an acknowledged export stays acknowledged)"
 type DataExportSpec struct {
 	// tenantRef names the Tenant whose data is exported.
 	// +required

@@ -2,7 +2,11 @@ package local
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"os"
+	"strings"
 	"path/filepath"
 	"time"
 
@@ -12,12 +16,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/controllers"
 	"github.com/custos-io/custos/internal/evidence"
+	"github.com/custos-io/custos/internal/export"
 	"github.com/custos-io/custos/internal/restic"
 	"github.com/custos-io/custos/internal/testharness"
 )
@@ -243,6 +249,65 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		Expect(k8s.Update(ctx, cert)).To(MatchError(ContainSubstring("immutable")))
 	})
 
+	It("Export + Shred: a bag that verifies, nothing destroyed on a wrong receipt, everything destroyed after the right one; an ad-hoc export expires", func(ctx SpecContext) {
+		t := activeTenant(ctx, "exit-ex", shredPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnExport, Backups: custosv1alpha1.BackupDisposalShred})
+		oid := t.Status.Database.OID
+
+		By("an ad-hoc export while the contract runs: written, acknowledged, deleted after its lifetime")
+		adhoc := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-adhoc"}, Spec: custosv1alpha1.DataExportSpec{
+			TenantRef: custosv1alpha1.ObjectReference{Name: t.Name}, Include: custosv1alpha1.ExportInclude{Database: true, KubernetesObjects: true},
+			Delivery:            custosv1alpha1.ExportDelivery{Filesystem: custosv1alpha1.FilesystemDelivery{Path: exportDir}},
+			ExpireAfterDelivery: ptr.To(custosv1alpha1.Duration("5s"))}}
+		Expect(k8s.Create(ctx, adhoc)).To(Succeed())
+		Eventually(exportPhase(ctx, adhoc)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
+		bag := adhoc.Status.Artefact.Location
+		Expect(bag).To(BeARegularFile())
+		adhoc.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: sha256File(bag), ReceivedBy: "dr. Jansen"}
+		Expect(k8s.Update(ctx, adhoc)).To(Succeed())
+		Eventually(exportPhase(ctx, adhoc)).WithTimeout(30 * time.Second).Should(Equal(custosv1alpha1.ExportExpired))
+		Expect(adhoc.Status.AcknowledgedAt).NotTo(BeNil())
+		Expect(bag).NotTo(BeAnExistingFile())
+
+		By("ending the contract: suspended, then the exit's export is written")
+		endContract(ctx, t)
+		Eventually(phase(ctx, t)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.TenantExporting))
+		de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-exit"}}
+		Eventually(exportPhase(ctx, de)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
+		f, err := os.Open(de.Status.Artefact.Location)
+		Expect(err).NotTo(HaveOccurred())
+		rep, err := export.Verify(f)
+		Expect(f.Close()).To(Succeed())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rep.Problems).To(BeEmpty())
+		Expect(rep.OK).To(BeTrue())
+		Expect(rep.Tables).To(ContainElement(HaveField("Rows", int64(200))))
+		Expect(sha256File(de.Status.Artefact.Location)).To(Equal(de.Status.Artefact.SHA256))
+
+		By("a wrong receipt destroys nothing")
+		de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: strings.Repeat("0", 64)}
+		Expect(k8s.Update(ctx, de)).To(Succeed())
+		Eventually(condition(ctx, t, custosv1alpha1.ConditionReady)).Should(haveStatus(metav1.ConditionFalse, "ReceiptMismatch"))
+		Consistently(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			g.Expect(t.Status.Phase).To(Equal(custosv1alpha1.TenantExporting))
+			g.Expect(t.Status.Exit.Destroyed).To(BeEmpty())
+		}).WithTimeout(8 * time.Second).Should(Succeed())
+		conn, err := pgx.Connect(ctx, pg.URL(t.DatabaseName()))
+		Expect(err).NotTo(HaveOccurred(), "the database is still there")
+		Expect(conn.Close(ctx)).To(Succeed())
+
+		By("the right receipt lets the exit finish")
+		Expect(k8s.Get(ctx, keyOf(de), de)).To(Succeed())
+		de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: sha256File(de.Status.Artefact.Location), ReceivedBy: "Clinic privacy officer"}
+		Expect(k8s.Update(ctx, de)).To(Succeed())
+		Eventually(phase(ctx, t)).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Equal(custosv1alpha1.TenantDestroyed))
+		Expect(t.Status.Exit.ExportAcknowledgeTimedOut).To(BeFalse())
+		Expect(t.Status.Exit.ExportAcknowledgedAt).NotTo(BeNil())
+		cert := expectDestroyed(ctx, t, oid)
+		Expect(cert.Spec.Subjects).To(ContainElement(custosv1alpha1.CertificateSubject{Name: de.Name + ".tar", SHA256: de.Status.Artefact.SHA256}))
+		Expect(de.Status.Artefact.Location).To(BeARegularFile(), "the returned bag lives on until its own expiry")
+	})
+
 	It("a legal hold freezes the exit before anything is destroyed; lifting it lets the exit finish", func(ctx SpecContext) {
 		t := activeTenant(ctx, "exit-hold", shredPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred})
 		oid := t.Status.Database.OID
@@ -287,6 +352,24 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		expectDestroyed(ctx, t, oid)
 	})
 })
+
+func exportPhase(ctx context.Context, de *custosv1alpha1.DataExport) func(Gomega) custosv1alpha1.DataExportPhase {
+	return func(g Gomega) custosv1alpha1.DataExportPhase {
+		g.Expect(k8s.Get(ctx, keyOf(de), de)).To(Succeed())
+		return de.Status.Phase
+	}
+}
+
+func sha256File(path string) string {
+	GinkgoHelper()
+	f, err := os.Open(path)
+	Expect(err).NotTo(HaveOccurred())
+	defer f.Close()
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	Expect(err).NotTo(HaveOccurred())
+	return hex.EncodeToString(h.Sum(nil))
+}
 
 func primaryDirOf(base string, t *custosv1alpha1.Tenant) string {
 	return filepath.Join(base, t.Name+"-"+string(t.UID)[:8])
