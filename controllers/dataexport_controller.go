@@ -37,16 +37,16 @@ import (
 const KindExport = "Export"
 
 const (
-	exportLocationPrefix   = "export/"
-	exportMaxAttempts      = 3
-	defaultExpireAfter     = 10 * 24 * time.Hour
-	reasonExportWritten    = "Delivered"
-	reasonExportRunning    = "Writing"
-	reasonExportFailed     = "ExportFailed"
-	reasonTenantMissing    = "TenantNotFound"
-	reasonExportExpired    = "Expired"
-	reasonReceiptMatched   = "ReceiptMatched"
-	reasonAwaitingReceipt  = "AwaitingReceipt"
+	exportLocationPrefix  = "export/"
+	exportMaxAttempts     = 3
+	defaultExpireAfter    = 10 * 24 * time.Hour
+	reasonExportWritten   = "Delivered"
+	reasonExportRunning   = "Writing"
+	reasonExportFailed    = "ExportFailed"
+	reasonTenantMissing   = "TenantNotFound"
+	reasonExportExpired   = "Expired"
+	reasonReceiptMatched  = "ReceiptMatched"
+	reasonAwaitingReceipt = "AwaitingReceipt"
 )
 
 // DataExportReconciler writes a tenant's export (a BagIt bag with a Frictionless Data Package) through the

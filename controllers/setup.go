@@ -4,8 +4,8 @@ package controllers
 
 import (
 	"os"
-	"strings"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"

@@ -6,8 +6,8 @@ import (
 	"encoding/hex"
 	"io"
 	"os"
-	"strings"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
