@@ -100,6 +100,12 @@ CREATE TABLE measurements_2024 PARTITION OF measurements FOR VALUES FROM ('2024-
 CREATE TABLE measurements_2025 PARTITION OF measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
 INSERT INTO measurements (id, at, v) VALUES (1, '2024-05-01', 7), (2, '2025-05-01', 8);
 
+CREATE TABLE "odd/name
+with ""newline"" \ and ~" ("line
+break" text, "über" integer);
+INSERT INTO "odd/name
+with ""newline"" \ and ~" VALUES (E'a\nb', 1);
+
 CREATE TABLE animals (name text);
 CREATE TABLE dogs (breed text) INHERITS (animals);
 INSERT INTO animals VALUES ('generic');
@@ -366,13 +372,14 @@ var _ = Describe("WriteFile and Verify", Ordered, func() {
 			Expect(t.Bytes).To(Equal(int64(len(files[root+"data/"+t.Path]))))
 		}
 		Expect(names).To(Equal([]string{`clinic."Mixed"`, `clinic."Patiënt ""records"", 2024"`, "clinic.mixed",
-			"public.animals", "public.dogs", "public.empty_table", "public.measurements", "public.orders", "public.people"}))
+			"public.animals", "public.dogs", "public.empty_table", "public.measurements", "public.\"odd/name\nwith \"\"newline\"\" \\ and ~\"", "public.orders", "public.people"}))
 		rows := map[string]int64{}
 		for _, t := range res.Tables {
 			rows[t.Name] = t.Rows
 		}
 		Expect(rows).To(Equal(map[string]int64{`clinic."Mixed"`: 1, `clinic."Patiënt ""records"", 2024"`: 3, "clinic.mixed": 2,
-			"public.animals": 1, "public.dogs": 1, "public.empty_table": 0, "public.measurements": 2, "public.orders": 3, "public.people": 4}))
+			"public.animals": 1, "public.dogs": 1, "public.empty_table": 0, "public.measurements": 2, "public.orders": 3, "public.people": 4,
+			"public.\"odd/name\nwith \"\"newline\"\" \\ and ~\"": 1}))
 	})
 
 	It("lays the bag out in one top-level directory, bagit.txt first and the tag files last", func() {
@@ -439,7 +446,7 @@ var _ = Describe("WriteFile and Verify", Ordered, func() {
 			Expect(canon(rows)).To(Equal(canon(want)), r.Name)
 			checked++
 		}
-		Expect(checked).To(Equal(9))
+		Expect(checked).To(Equal(10))
 
 		// The cases the NULL convention is about, spelled out.
 		people := string(files[root+"data/tables/public.people.csv"])
@@ -472,7 +479,7 @@ var _ = Describe("WriteFile and Verify", Ordered, func() {
 			Expect(r.Hash).To(Equal("sha256:"+sha256Hex(data)), r.Name)
 			Expect(r.Name).To(MatchRegexp(`^[-a-z0-9._/]+$`), "a valid name even for Frictionless v1 readers")
 		}
-		Expect(dp.Resources).To(HaveLen(9 + 1 + 2))
+		Expect(dp.Resources).To(HaveLen(10 + 1 + 2))
 
 		people := dp.resource("public.people")
 		Expect(people.Type).To(Equal("table"))

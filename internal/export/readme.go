@@ -25,11 +25,15 @@ func (b *bag) readme() string {
 	if len(b.tables) > 0 {
 		s.WriteString("\n## Tables in this export\n\n| file | PostgreSQL table | rows | bytes |\n|---|---|---|---|\n")
 		for _, t := range b.tables {
-			p("| `%s` | `%s` | %d | %d |\n", t.Path, strings.ReplaceAll(t.Name, "|", `\|`), t.Rows, t.Bytes)
+			p("| `%s` | `%s` | %d | %d |\n", t.Path, mdCell.Replace(t.Name), t.Rows, t.Bytes)
 		}
 	}
 	return s.String()
 }
+
+// mdCell keeps a table name on one line of a Markdown table cell (names may hold any character but NUL; the
+// exact name is in datapackage.json).
+var mdCell = strings.NewReplacer("|", `\|`, "\n", `\n`, "\r", `\r`, "`", "'")
 
 const readmeBody = `This directory is the payload of a BagIt bag (RFC 8493). It holds a Frictionless Data Package (v2).
 
@@ -73,7 +77,10 @@ could be mistaken for NULL. Line breaks inside quoted fields are kept as they ar
 - **NULL**: an unquoted ` + "`\\N`" + ` (backslash, capital N) is NULL. A quoted ` + "`\"\\N\"`" + ` is the two-character text ` + "`\\N`" + `.
   An empty field is the empty string, not NULL. The Table Schema declares this with ` + "`\"missingValues\": [\"\\\\N\"]`" + `.
   (PostgreSQL quotes every value equal to the NULL marker, so the rule is exact.) To load a file back into
-  PostgreSQL: ` + "`COPY t FROM STDIN WITH (FORMAT csv, HEADER true, NULL '\\N')`" + `.
+  PostgreSQL: ` + "`COPY t FROM STDIN WITH (FORMAT csv, HEADER true, NULL '\\N')`" + `, which keeps the difference.
+  Most CSV readers, Frictionless tools among them, do not tell a quoted field from an unquoted one: they read a
+  text value that is exactly ` + "`\\N`" + ` as NULL too. Only such values are affected; a reader that reports quoting
+  (or PostgreSQL itself) reads them exactly.
 - **Booleans**: ` + "`t`" + ` and ` + "`f`" + ` (declared with ` + "`trueValues`/`falseValues`" + `).
 - **Numbers**: exactly as PostgreSQL stores them. ` + "`numeric`" + ` keeps every digit (read it as a decimal, not a binary
   float, if the digits matter); ` + "`real`/`double precision`" + ` are the shortest text that reads back to the same value.
@@ -83,7 +90,7 @@ could be mistaken for NULL. Line breaks inside quoted fields are kept as they ar
   (a space between date and time, as RFC 3339 allows). ` + "`timestamp`" + ` (without time zone):
   ` + "`2024-01-31 12:34:56`" + `, no offset: it is whatever local time the application stored. ` + "`time`: `12:34:56`" + `.
   ` + "`interval`" + `: ISO 8601 duration, ` + "`P1Y2M3DT4H5M6S`" + `. PostgreSQL's special values ` + "`infinity`/`-infinity`" + `
-  and dates before the year 1 (` + "`… BC`" + `) are written as such.
+  and dates before the year 1 (` + "`… BC`" + `) are written as such; Frictionless tools report them as type errors.
 - **Binary data** (` + "`bytea`" + `): hexadecimal, ` + "`\\x`" + ` followed by two hex digits per byte, e.g. ` + "`\\x00ff10`" + `.
 - **Arrays**: PostgreSQL's array literal, e.g. ` + "`{1,2,NULL}`" + ` or ` + "`{\"a b\",\"say \\\"hi\\\"\"}`" + `: elements separated by
   commas inside braces, quoted with double quotes when needed, ` + "`\\`" + ` escaping ` + "`\"`" + ` and ` + "`\\`" + ` inside quotes, NULL
@@ -91,6 +98,13 @@ could be mistaken for NULL. Line breaks inside quoted fields are kept as they ar
 - **JSON** (` + "`json`, `jsonb`" + `): the JSON text; typed as a string because a column may hold any JSON value.
 - **Everything else** (enums, uuid, network addresses, geometric types, ranges, extension types, …): PostgreSQL's
   text form of the value, typed as a string; ` + "`postgresqlType`" + ` in datapackage.json names the type.
+
+## What is not in the tables
+
+Only table rows are exported as CSV. Views and materialized views are in ` + "`schema/schema.sql`" + ` as definitions,
+foreign tables as declarations. The current values of sequences are not exported (a schema-only dump leaves them
+out): after loading the data, set each sequence past the highest value in use, e.g.
+` + "`SELECT setval('orders_id_seq', max(id)) FROM orders`" + `. Large objects (` + "`pg_largeobject`" + `) are not exported.
 
 ## How to check the export
 
