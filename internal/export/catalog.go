@@ -259,7 +259,10 @@ func copySQL(t *table) string {
 		src = "(SELECT " + strings.Join(cols, ", ") + " FROM " + only + rel + ")"
 	} else {
 		// COPY of a table reads only that table (not inheritance children), like SELECT … FROM ONLY.
-		src = rel + " (" + strings.Join(cols, ", ") + ")"
+		src = rel
+		if len(cols) > 0 { // a table may have no columns at all; "()" is not valid
+			src += " (" + strings.Join(cols, ", ") + ")"
+		}
 	}
 	return "COPY " + src + ` TO STDOUT WITH (FORMAT csv, HEADER true, NULL E'\\N', ENCODING 'UTF8')`
 }

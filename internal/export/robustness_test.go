@@ -110,6 +110,19 @@ var _ = Describe("WriteFile", func() {
 		Expect(dirEntries(dir)).To(ConsistOf(".other.tar.partial-1", "crash.tar"))
 	})
 
+	It("exports a table without columns", func(ctx context.Context) {
+		createDatabase(ctx, "tenant_nocols", `CREATE TABLE nocols (); INSERT INTO nocols DEFAULT VALUES; INSERT INTO nocols DEFAULT VALUES;`)
+		dst := filepath.Join(GinkgoT().TempDir(), "nocols.tar")
+		res, err := export.WriteFile(ctx, dst, export.Input{Conn: admin(), Database: "tenant_nocols", PgDump: pgDump, Now: now})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.Tables).To(HaveLen(1))
+		Expect(res.Tables[0].Rows).To(Equal(int64(2)))
+		data, err := os.ReadFile(dst)
+		Expect(err).NotTo(HaveOccurred())
+		files, _ := untar(data)
+		Expect(string(files["nocols/data/tables/public.nocols.csv"])).To(Equal("\n\n\n"))
+	})
+
 	It("reads every table from one snapshot: rows committed while it runs are not in the bag", func(ctx context.Context) {
 		createDatabase(ctx, "tenant_snapshot", `
 CREATE TABLE a_big AS SELECT g AS id, repeat('x', 100) AS pad FROM generate_series(1, 50000) g;
