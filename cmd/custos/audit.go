@@ -14,7 +14,7 @@ import (
 
 func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		return usageError(stderr, "audit needs a subcommand: verify or show")
+		return usageError(stderr, "audit needs a subcommand (verify or show, for files) or a tenant name (read from the cluster)")
 	}
 	switch args[0] {
 	case "verify":
@@ -22,7 +22,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	case "show":
 		return cmdAuditShow(args[1:], stdout, stderr)
 	default:
-		return usageError(stderr, "unknown audit subcommand %q (verify or show)", args[0])
+		return cmdAuditTenant(args, stdout, stderr)
 	}
 }
 
@@ -105,6 +105,18 @@ func cmdAuditShow(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
+	printEntries(stdout, entries)
+	head, n := evidence.Head(entries)
+	if err := evidence.VerifyChain(entries); err != nil {
+		fmt.Fprintf(stdout, "\nCHAIN BROKEN: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "\n%d entries, chain intact, head %s\n", n, head)
+	return exitOK
+}
+
+// printEntries prints the entries as a table.
+func printEntries(stdout io.Writer, entries []evidence.Entry) {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tTIME\tTENANT\tACTION\tACTOR\tDETAIL")
 	for _, e := range entries {
@@ -121,11 +133,4 @@ func cmdAuditShow(args []string, stdout, stderr io.Writer) int {
 			strings.Join(detail, " "))
 	}
 	tw.Flush()
-	head, n := evidence.Head(entries)
-	if err := evidence.VerifyChain(entries); err != nil {
-		fmt.Fprintf(stdout, "\nCHAIN BROKEN: %v\n", err)
-		return exitFailed
-	}
-	fmt.Fprintf(stdout, "\n%d entries, chain intact, head %s\n", n, head)
-	return exitOK
 }

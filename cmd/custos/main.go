@@ -1,5 +1,7 @@
-// Command custos checks custos' evidence offline: a certificate of destruction against the published public key,
-// a tenant's audit trail, and (later) an export bag. It needs no cluster and no network.
+// Command custos checks custos' evidence: a certificate of destruction against the published public key, a
+// tenant's audit trail, an export bag. These checks need no cluster and no network. A few subcommands read the
+// cluster for the data controller or auditor who has access to it (export fetch, audit <tenant>, pubkey
+// --cluster); they are in cluster.go, and nothing else in the command talks to an API server.
 //
 // Exit status: 0 when everything checked passes, 1 when something was checked and failed, 2 on a usage error or
 // an input that cannot be read.
@@ -18,18 +20,26 @@ const (
 	exitOK      = 0
 	exitFailed  = 1
 	exitUsage   = 2
-	usageHeader = `custos — check custos' evidence offline
+	usageHeader = `custos — check custos' evidence
 
-Usage:
+Offline (files only, no cluster, no network):
   custos verify <certificate file> --key <public key PEM> [--audit <audit JSON lines>] [--artefact <file>]...
+  custos verify-export <bag.tar> [--json]
   custos audit verify <audit JSON lines>... [--head <hex>] [--length <n>]
   custos audit show <audit JSON lines>...
   custos pubkey <private key PEM> [--keyid]
 
-A certificate file is a DestructionCertificate as YAML or JSON (kubectl get dcert NAME -o yaml), a list of them,
-or a bare DSSE envelope (JSON). "-" reads standard input.
+Reading the cluster (KUBECONFIG or --kubeconfig):
+  custos export fetch <DataExport> [--to DIR] [--received-by WHO] [--from DIR] [--no-receipt]
+  custos audit <tenant> [--namespace custos-system] [--uid UID] [--export FILE]
+  custos pubkey --cluster [--namespace custos-system] [--keyid]
 
-Exit status: 0 all checks passed, 1 a check failed, 2 usage error or unreadable input.
+A certificate file is a DestructionCertificate as YAML or JSON (kubectl get dcert NAME -o yaml), a list of them,
+or a bare DSSE envelope (JSON). "-" reads standard input. export fetch reads the bag from the path in the
+DataExport's status: run it where the export volume is mounted. "custos <command> --help" says more.
+
+Exit status: 0 all checks passed, 1 a check failed, 2 usage error or unreadable input (export fetch: 1 on any
+failure, and then it writes no receipt).
 `
 )
 
@@ -50,8 +60,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "verify":
 		return cmdVerify(rest, stdout, stderr)
+	case "verify-export":
+		return cmdVerifyExport(rest, stdout, stderr)
 	case "audit":
 		return cmdAudit(rest, stdout, stderr)
+	case "export":
+		return cmdExport(rest, stdout, stderr)
 	case "pubkey":
 		return cmdPubkey(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":

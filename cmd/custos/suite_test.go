@@ -10,7 +10,7 @@ import (
 
 func TestCustosCLI(t *testing.T) {
 	RegisterFailHandler(Fail)
-	RunSpecs(t, "custos CLI (offline evidence checks)")
+	RunSpecs(t, "custos CLI (offline checks, and the commands that read a cluster)")
 }
 
 var _ = AfterSuite(func() {

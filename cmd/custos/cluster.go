@@ -1,0 +1,142 @@
+package main
+
+// This file is the only one that talks to a Kubernetes API server (export fetch, audit <tenant>, pubkey
+// --cluster). Everything else in custos works offline on files.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
+
+	v1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+)
+
+// What the manager writes (controllers/audit.go, controllers/certificate.go); the CLI does not import the
+// controllers.
+const (
+	defaultNamespace  = "custos-system"
+	labelAuditTenant  = "custos.io/audit-tenant"
+	labelAuditSegment = "custos.io/audit-segment"
+	annotationUID     = "custos.io/tenant-uid"
+	auditDataKey      = "entries.jsonl"
+	signingKeyName    = "custos-signing-key"
+	signingKeyPublic  = "public.pem"
+	requestTimeout    = 30 * time.Second
+)
+
+var (
+	dataExports = v1alpha1.GroupVersion.WithResource("dataexports")
+	configMaps  = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+)
+
+// cluster uses client-go's dynamic client (controller-runtime's would more than double the size of the binary).
+// Objects are read into the typed structs; the receipt is written into the object as read, so fields this
+// version of the CLI does not know are kept.
+type cluster struct{ d dynamic.Interface }
+
+// connect loads the kubeconfig the way kubectl does: --kubeconfig, else $KUBECONFIG, else ~/.kube/config, else
+// the in-cluster service account.
+func connect(kubeconfig string) (*cluster, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no cluster to talk to (set KUBECONFIG or --kubeconfig): %w", err)
+	}
+	cfg.Timeout = requestTimeout
+	cfg.UserAgent = "custos-cli"
+	d, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", cfg.Host, err)
+	}
+	return &cluster{d: d}, nil
+}
+
+func fromUnstructured(u *unstructured.Unstructured, into any) error {
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into)
+}
+
+func (cl *cluster) dataExport(ctx context.Context, name string) (*v1alpha1.DataExport, *unstructured.Unstructured, error) {
+	u, err := cl.d.Resource(dataExports).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading DataExport %s: %w", name, err)
+	}
+	var de v1alpha1.DataExport
+	if err := fromUnstructured(u, &de); err != nil {
+		return nil, nil, fmt.Errorf("reading DataExport %s: %w", name, err)
+	}
+	return &de, u, nil
+}
+
+// setReceipt writes spec.receipt = {sha256, receivedBy} on fresh data, retrying on a conflict. An export already
+// acknowledged with this digest is left as it is (changed false): its receipt is on record and in the audit trail.
+func (cl *cluster) setReceipt(ctx context.Context, name, sha256, receivedBy string) (changed bool, err error) {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		de, u, err := cl.dataExport(ctx, name)
+		if err != nil {
+			return err
+		}
+		if a := de.Status.Artefact; a == nil || !strings.EqualFold(a.SHA256, sha256) {
+			return fmt.Errorf("DataExport %s no longer describes a bag with sha256 %s", name, sha256)
+		}
+		if r := de.Spec.Receipt; r != nil && strings.EqualFold(r.SHA256, sha256) &&
+			(r.ReceivedBy == receivedBy || de.Status.Phase == v1alpha1.ExportAcknowledged) {
+			changed = false
+			return nil
+		}
+		receipt := map[string]any{"sha256": sha256}
+		if receivedBy != "" {
+			receipt["receivedBy"] = receivedBy
+		}
+		if err := unstructured.SetNestedMap(u.Object, receipt, "spec", "receipt"); err != nil {
+			return err
+		}
+		changed = true
+		_, err = cl.d.Resource(dataExports).Update(ctx, u, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("writing the receipt on DataExport %s: %w", name, err)
+	}
+	return changed, nil
+}
+
+// auditSegments lists the audit trail ConfigMaps labelled with the tenant's name (of every tenant of that name
+// there ever was; the caller groups them by UID and orders them).
+func (cl *cluster) auditSegments(ctx context.Context, namespace, tenant string) ([]corev1.ConfigMap, error) {
+	list, err := cl.d.Resource(configMaps).Namespace(namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: labelAuditTenant + "=" + tenant})
+	if err != nil {
+		return nil, fmt.Errorf("listing the audit trail ConfigMaps in namespace %s: %w", namespace, err)
+	}
+	out := make([]corev1.ConfigMap, len(list.Items))
+	for i := range list.Items {
+		if err := fromUnstructured(&list.Items[i], &out[i]); err != nil {
+			return nil, fmt.Errorf("ConfigMap %s: %w", list.Items[i].GetName(), err)
+		}
+	}
+	return out, nil
+}
+
+// publishedKey returns the ConfigMap in which the manager publishes its public key.
+func (cl *cluster) publishedKey(ctx context.Context, namespace string) (*corev1.ConfigMap, error) {
+	u, err := cl.d.Resource(configMaps).Namespace(namespace).Get(ctx, signingKeyName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, signingKeyName, err)
+	}
+	var cm corev1.ConfigMap
+	if err := fromUnstructured(u, &cm); err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, signingKeyName, err)
+	}
+	return &cm, nil
+}
