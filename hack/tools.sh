@@ -2,7 +2,7 @@
 # Builds the pinned tools the harness needs into bin/, each only when it is missing or of another version.
 # Everything comes from the Go module proxy; nothing is downloaded from anywhere else.
 #
-#   hack/tools.sh [tool ...]     tools: kube-apiserver etcd kubectl restic rest-server controller-gen helm
+#   hack/tools.sh [tool ...]     tools: kube-apiserver etcd kubectl restic rest-server versitygw controller-gen helm
 #
 # A stamp file bin/.<tool>.version records what was built, so a version bump in this file rebuilds.
 set -euo pipefail
@@ -11,6 +11,7 @@ KUBERNETES_VERSION=${KUBERNETES_VERSION:-v1.37.2}   # kube-apiserver, kubectl
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 RESTIC_VERSION=${RESTIC_VERSION:-v0.18.1}
 REST_SERVER_VERSION=${REST_SERVER_VERSION:-v0.14.0}
+VERSITYGW_VERSION=${VERSITYGW_VERSION:-v1.8.0}      # S3 server for the S3 repository specs (≈3 min to build)
 CONTROLLER_TOOLS_VERSION=${CONTROLLER_TOOLS_VERSION:-v0.23.0}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
 
@@ -117,6 +118,7 @@ build() {
     etcd) build_etcd ;;
     restic) in_module restic github.com/restic/restic "$RESTIC_VERSION" ./cmd/restic ;;
     rest-server) in_module rest-server github.com/restic/rest-server "$REST_SERVER_VERSION" ./cmd/rest-server ;;
+    versitygw) in_module versitygw github.com/versity/versitygw "$VERSITYGW_VERSION" ./cmd/versitygw ;;
     controller-gen) in_module controller-gen sigs.k8s.io/controller-tools "$CONTROLLER_TOOLS_VERSION" ./cmd/controller-gen ;;
     helm) in_module helm helm.sh/helm/v3 "$HELM_VERSION" ./cmd/helm ;;
     *) log "unknown tool $1"; return 2 ;;

@@ -2,14 +2,19 @@ package storage
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/custos-io/custos/internal/restic"
 )
@@ -37,25 +42,38 @@ type object struct {
 	// Name is the file name (the hex id; "config" for the config).
 	Name string
 	Size int64
-	// path is the file of a local repository.
+	// Version is the S3 versionId of one version or delete marker of the object ("" elsewhere).
+	Version string
+	// latest is the S3 version that is current; it is deleted after the others of its key (a server may promote
+	// the next version when the current one goes).
+	latest bool
+	// path is the file of a local repository, or the key of an S3 object.
 	path string
 }
 
-func (o object) key() string { return o.Type + "/" + o.Name }
+func (o object) key() string {
+	if o.Version != "" {
+		return o.Type + "/" + o.Name + "@" + o.Version
+	}
+	return o.Type + "/" + o.Name
+}
 
-// sortObjects puts objects in deletion order.
+// sortObjects puts objects in deletion order: by type, then name, the current version of a name last.
 func sortObjects(objs []object) {
 	sort.SliceStable(objs, func(i, j int) bool {
 		if ri, rj := typeRank(objs[i].Type), typeRank(objs[j].Type); ri != rj {
 			return ri < rj
 		}
-		return objs[i].Name < objs[j].Name
+		if objs[i].Name != objs[j].Name {
+			return objs[i].Name < objs[j].Name
+		}
+		return !objs[i].latest && objs[j].latest
 	})
 }
 
 // backend is where a repository's objects live, addressed without restic.
 type backend interface {
-	// kind is local or rest.
+	// kind is local, rest or s3.
 	kind() string
 	// display is the repository's address without credentials.
 	display() string
@@ -80,13 +98,15 @@ func newBackend(repo restic.Repository) (backend, error) {
 	switch {
 	case strings.HasPrefix(u, "rest:"):
 		return newRestBackend(u, repo.Env)
+	case strings.HasPrefix(u, "s3:"):
+		return newS3Backend(u, repo.Env)
 	case strings.HasPrefix(u, "local:"):
 		return newLocalBackend(strings.TrimPrefix(u, "local:"))
 	case strings.HasPrefix(u, "/"), !strings.Contains(u, ":"):
 		return newLocalBackend(u)
 	}
 	scheme, _, _ := strings.Cut(u, ":")
-	return nil, fmt.Errorf("%w: %q repositories (only local paths and rest: are)", ErrUnsupported, scheme)
+	return nil, fmt.Errorf("%w: %q repositories (local paths, rest: and s3: are)", ErrUnsupported, scheme)
 }
 
 // localBackend is a repository in a directory.
@@ -224,4 +244,119 @@ func firstN(s []string, n int) []string {
 		return append(append([]string(nil), s[:n]...), "…")
 	}
 	return s
+}
+
+// parallel is how many DELETE requests are in flight at once.
+const parallel = 8
+
+// removeParallel deletes objs with up to parallel calls of removeOne at once, one type after the other in the
+// order given (config before keys), and stops at the first error. The versions of one object are deleted one
+// after the other, in the order given.
+func removeParallel(ctx context.Context, objs []object, removeOne func(context.Context, object) error) (int, error) {
+	n := 0
+	for i := 0; i < len(objs); {
+		j := i
+		for j < len(objs) && objs[j].Type == objs[i].Type {
+			j++
+		}
+		done, err := removeType(ctx, objs[i:j], removeOne)
+		n += done
+		if err != nil {
+			return n, err
+		}
+		i = j
+	}
+	return n, nil
+}
+
+func removeType(ctx context.Context, objs []object, removeOne func(context.Context, object) error) (int, error) {
+	var units [][]object
+	for i, o := range objs {
+		if i > 0 && o.Name == objs[i-1].Name {
+			units[len(units)-1] = append(units[len(units)-1], o)
+		} else {
+			units = append(units, []object{o})
+		}
+	}
+	var (
+		mu    sync.Mutex
+		n     int
+		first error
+		wg    sync.WaitGroup
+		next  = make(chan []object)
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range min(parallel, len(units)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for unit := range next {
+				for _, o := range unit {
+					err := removeOne(ctx, o)
+					mu.Lock()
+					if err == nil {
+						n++
+					} else if first == nil {
+						first = err
+						cancel()
+					}
+					mu.Unlock()
+					if err != nil {
+						break
+					}
+				}
+			}
+		}()
+	}
+feed:
+	for _, u := range units {
+		select {
+		case next <- u:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return n, first
+}
+
+// httpClient is a client for a backend reached over HTTP, with restic's TLS settings from env (RESTIC_CACERT,
+// RESTIC_TLS_CLIENT_CERT) and no proxy (restic runs without the manager's proxy settings too).
+func httpClient(env []string, display string) (*http.Client, error) {
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if files := envValue(env, "RESTIC_CACERT"); files != "" {
+		pool := x509.NewCertPool()
+		for _, f := range strings.Split(files, ",") {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("CA bundle of %s: %w", display, err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("CA bundle %s of %s holds no PEM certificate", f, display)
+			}
+		}
+		tlsConf.RootCAs = pool
+	}
+	if f := envValue(env, "RESTIC_TLS_CLIENT_CERT"); f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("TLS client certificate of %s: %w", display, err)
+		}
+		cert, err := tls.X509KeyPair(pem, pem)
+		if err != nil {
+			return nil, fmt.Errorf("TLS client certificate of %s: %w", display, err)
+		}
+		tlsConf.Certificates = []tls.Certificate{cert}
+	}
+	return &http.Client{
+		Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: nil, MaxIdleConnsPerHost: parallel,
+			ResponseHeaderTimeout: time.Minute},
+		// A request never waits longer than this, even if the caller's context would.
+		Timeout: 2 * time.Minute,
+	}, nil
 }

@@ -2,18 +2,13 @@ package storage
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
-	"sync"
-	"time"
 )
 
 // The REST backend protocol (restic doc/REST_backend.rst, implemented by rest-server's repo/repo.go):
@@ -72,36 +67,8 @@ func newRestBackend(raw string, env []string) (*restBackend, error) {
 	u.RawPath = ""
 	b.base = u
 
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if files := envValue(env, "RESTIC_CACERT"); files != "" {
-		pool := x509.NewCertPool()
-		for _, f := range strings.Split(files, ",") {
-			pem, err := os.ReadFile(f)
-			if err != nil {
-				return nil, fmt.Errorf("CA bundle of %s: %w", b.display(), err)
-			}
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("CA bundle %s of %s holds no PEM certificate", f, b.display())
-			}
-		}
-		tlsConf.RootCAs = pool
-	}
-	if f := envValue(env, "RESTIC_TLS_CLIENT_CERT"); f != "" {
-		pem, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("TLS client certificate of %s: %w", b.display(), err)
-		}
-		cert, err := tls.X509KeyPair(pem, pem)
-		if err != nil {
-			return nil, fmt.Errorf("TLS client certificate of %s: %w", b.display(), err)
-		}
-		tlsConf.Certificates = []tls.Certificate{cert}
-	}
-	b.client = &http.Client{
-		Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: nil, MaxIdleConnsPerHost: restParallel,
-			ResponseHeaderTimeout: time.Minute},
-		// A request never waits longer than this, even if the caller's context would.
-		Timeout: 2 * time.Minute,
+	if b.client, err = httpClient(env, b.display()); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
@@ -234,68 +201,8 @@ func (b *restBackend) listType(ctx context.Context, t string) ([]object, error) 
 	return objs, nil
 }
 
-// restParallel is how many DELETE requests are in flight at once.
-const restParallel = 8
-
 func (b *restBackend) remove(ctx context.Context, objs []object) (int, error) {
-	n := 0
-	// One type after the other, in the order given (config before keys); the files of a type in parallel.
-	for i := 0; i < len(objs); {
-		j := i
-		for j < len(objs) && objs[j].Type == objs[i].Type {
-			j++
-		}
-		done, err := b.removeParallel(ctx, objs[i:j])
-		n += done
-		if err != nil {
-			return n, err
-		}
-		i = j
-	}
-	return n, nil
-}
-
-func (b *restBackend) removeParallel(ctx context.Context, objs []object) (int, error) {
-	var (
-		mu    sync.Mutex
-		n     int
-		first error
-		wg    sync.WaitGroup
-		next  = make(chan object)
-	)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range min(restParallel, len(objs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for o := range next {
-				err := b.removeOne(ctx, o)
-				mu.Lock()
-				if err == nil {
-					n++
-				} else if first == nil {
-					first = err
-					cancel()
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-feed:
-	for _, o := range objs {
-		select {
-		case next <- o:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
-	}
-	return n, first
+	return removeParallel(ctx, objs, b.removeOne)
 }
 
 func (b *restBackend) removeOne(ctx context.Context, o object) error {

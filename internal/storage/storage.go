@@ -9,7 +9,9 @@
 //     deletes the data packs, so a backend that keeps deleted files somewhere (a trash, versioning) keeps less.
 //  2. Every object left at the backend is deleted without restic, in the order data, index, snapshots, config,
 //     keys, locks: a local directory file by file, then the emptied directories and the repository directory; a
-//     rest-server with DELETE requests (see rest.go for the protocol and what rest-server leaves on its disk).
+//     rest-server with DELETE requests (see rest.go for the protocol and what rest-server leaves on its disk); S3
+//     with a DELETE of every version and delete marker by its versionId (see s3.go). The backend is listed again
+//     and swept again, up to three times, until the listing is empty.
 //  3. The listing of the backend must be empty and restic must answer "repository does not exist" (exit code 10).
 //  4. The repository's directory in restic's local cache is removed.
 //
@@ -22,7 +24,8 @@
 // Repository.Password: restic refuses those outright), is refused by default, with nothing deleted: a
 // repository custos cannot open is one it cannot prove is the tenant's, and destroying data is not undone.
 // Options.DeleteUnopenable deletes it anyway (for a key Secret that was lost), and the result is verified the same
-// way. S3 repositories are not supported yet (ErrUnsupported).
+// way. Backends other than local paths, rest: and s3: (sftp:, b2:, azure:, gs:, swift:, rclone:) are refused with
+// ErrUnsupported.
 package storage
 
 import (
@@ -43,15 +46,15 @@ import (
 type Report struct {
 	// Repository is the repository's address without credentials.
 	Repository string `json:"repository"`
-	// Backend is local or rest.
+	// Backend is local, rest or s3.
 	Backend string `json:"backend"`
 	// RepositoryID is restic's id of the repository before destruction; empty when there was none to open.
 	RepositoryID string `json:"repositoryID,omitempty"`
 	// SnapshotsBefore is how many snapshots the repository held.
 	SnapshotsBefore int `json:"snapshotsBefore"`
 	// ObjectsDeleted and BytesDeleted count the files of the repository at the backend that were there when
-	// Shred started or appeared during it (prune writes a new index), all of which are gone now. Sizes a server
-	// does not list are not counted.
+	// Shred started or appeared during it (prune writes a new index), all of which are gone now; in a versioned
+	// S3 bucket every version and delete marker counts. Sizes a server does not list are not counted.
 	ObjectsDeleted int   `json:"objectsDeleted"`
 	BytesDeleted   int64 `json:"bytesDeleted"`
 	// Method says what was done, step by step.
@@ -210,28 +213,9 @@ func ShredWith(ctx context.Context, repo restic.Repository, opts Options) (rep R
 		return rep, err
 	}
 
-	left, err := be.list(ctx)
+	swept, err := sweep(ctx, be, count, emit)
 	if err != nil {
-		return rep, fmt.Errorf("listing %s: %w", be.display(), err)
-	}
-	count(left)
-	swept := 0
-	for _, t := range deleteOrder {
-		var objs []object
-		for _, o := range left {
-			if o.Type == t {
-				objs = append(objs, o)
-			}
-		}
-		if len(objs) == 0 {
-			continue
-		}
-		n, err := be.remove(ctx, objs)
-		swept += n
-		if err != nil {
-			return rep, fmt.Errorf("deleting the %s objects of %s: %w", t, be.display(), err)
-		}
-		emit(Event{Step: StepDeleted, Type: t, Objects: n})
+		return rep, err
 	}
 	if swept > 0 {
 		method = append(method, fmt.Sprintf("the %d objects left at the backend deleted, in the order %s", swept, strings.Join(deleteOrder, ", ")))
@@ -262,6 +246,45 @@ func ShredWith(ctx context.Context, repo restic.Repository, opts Options) (rep R
 	rep.CompletedAt = now().UTC()
 	emit(Event{Step: StepVerified})
 	return rep, nil
+}
+
+// sweepPasses is how often the backend is listed and emptied before the verification: a server may bring an
+// object back while it is being deleted (an S3 server that promotes the previous version of a key), so a second
+// look finds what the first one could not.
+const sweepPasses = 3
+
+// sweep deletes every object the backend lists, type by type in deleteOrder, until a listing is empty or
+// sweepPasses are done, and returns how many it deleted.
+func sweep(ctx context.Context, be backend, count func([]object), emit func(Event)) (int, error) {
+	swept := 0
+	for range sweepPasses {
+		left, err := be.list(ctx)
+		if err != nil {
+			return swept, fmt.Errorf("listing %s: %w", be.display(), err)
+		}
+		if len(left) == 0 {
+			break
+		}
+		count(left)
+		for _, t := range deleteOrder {
+			var objs []object
+			for _, o := range left {
+				if o.Type == t {
+					objs = append(objs, o)
+				}
+			}
+			if len(objs) == 0 {
+				continue
+			}
+			n, err := be.remove(ctx, objs)
+			swept += n
+			if err != nil {
+				return swept, fmt.Errorf("deleting the %s objects of %s: %w", t, be.display(), err)
+			}
+			emit(Event{Step: StepDeleted, Type: t, Objects: n})
+		}
+	}
+	return swept, nil
 }
 
 // forgetAll forgets every snapshot and prunes with nothing left unused. It returns how many snapshots there
@@ -352,7 +375,8 @@ func redact(err error, repo restic.Repository) error {
 	if err == nil {
 		return nil
 	}
-	secrets := []string{envValue(repo.Env, "RESTIC_REST_PASSWORD"), repo.Password}
+	secrets := []string{envValue(repo.Env, "RESTIC_REST_PASSWORD"), envValue(repo.Env, "AWS_SECRET_ACCESS_KEY"),
+		envValue(repo.Env, "AWS_SESSION_TOKEN"), repo.Password}
 	if raw, ok := strings.CutPrefix(repo.URL, "rest:"); ok {
 		if _, hostPart, ok := strings.Cut(raw, "://"); ok {
 			authority, _, _ := strings.Cut(hostPart, "/")
