@@ -94,6 +94,11 @@ BENCH_BACKUP_FLAGS ?=
 bench-backup: tools-test ## Back up a 1 GiB pgbench database: custos' snapshot vs pg_dump | restic, dedup of a second one, expiry.
 	go run ./hack/bench/backup $(BENCH_BACKUP_FLAGS)
 
+BENCH_EXPORT_FLAGS ?=
+.PHONY: bench-export
+bench-export: ## Export a 1 GiB pgbench database as a bag: export.WriteFile vs psql COPY of the same tables, ratio, peak RSS.
+	go run ./hack/bench/export $(BENCH_EXPORT_FLAGS)
+
 .PHONY: help
 help:
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
