@@ -71,16 +71,16 @@ type Table struct {
 
 // Result describes a written bag.
 type Result struct {
-	Path string
+	Path string `json:"path"`
 	// SHA256 is the hex SHA-256 of the whole tar file, Bytes its size.
-	SHA256 string
-	Bytes  int64
+	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"bytes"`
 	// BagName is the bag's top-level directory inside the tar.
-	BagName string
+	BagName string `json:"bagName"`
 	// PayloadOxum is "<payload bytes>.<payload files>" as in bag-info.txt; Files is the number of payload files.
-	PayloadOxum string
-	Files       int
-	Tables      []Table
+	PayloadOxum string  `json:"payloadOxum"`
+	Files       int     `json:"files"`
+	Tables      []Table `json:"tables,omitempty"`
 }
 
 // Fixed names inside the bag.
