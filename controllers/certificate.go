@@ -178,7 +178,7 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 	if s.export != nil && s.export.Status.Artefact != nil {
 		e := evidence.ExportEvidence{Name: s.export.Name + ".tar", SHA256: s.export.Status.Artefact.SHA256, Bytes: s.export.Status.Artefact.Bytes,
 			AcknowledgeTimedOut: ex.ExportAcknowledgeTimedOut}
-		if ex.ExportAcknowledgedAt != nil {
+		if ex.ExportAcknowledgedAt != nil && !ex.ExportAcknowledgeTimedOut {
 			e.AcknowledgedAt = ex.ExportAcknowledgedAt.Time
 		}
 		if s.export.Spec.Receipt != nil {

@@ -92,6 +92,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		opts.RetryAfter = 30 * time.Second
 	}
 	pools := &postgres.Pools{MaxConns: int32(opts.TenantConcurrency) + 1}
+	audit := &AuditLog{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Clock: opts.Clock}
 	if err := (&DatabaseServerReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-databaseserver"),
 		Clock: opts.Clock, Namespace: opts.Namespace, Recheck: 5 * time.Minute, RetryAfter: opts.RetryAfter, Pools: pools,
@@ -100,7 +101,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	if err := (&TenantReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-tenant"),
-		Clock: opts.Clock, Namespace: opts.Namespace, Resync: opts.Resync, RetryAfter: opts.RetryAfter, Pools: pools,
+		Clock: opts.Clock, Namespace: opts.Namespace, Resync: opts.Resync, RetryAfter: opts.RetryAfter, Pools: pools, Audit: audit,
 	}).SetupWithManager(mgr, opts.TenantConcurrency); err != nil {
 		return err
 	}
@@ -151,7 +152,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	if err := (&TenantBackupReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-backup"),
-		Clock: opts.Clock, Namespace: opts.Namespace, Runner: run, Done: done, RetryAfter: opts.RetryAfter,
+		Clock: opts.Clock, Namespace: opts.Namespace, Runner: run, Done: done, RetryAfter: opts.RetryAfter, Audit: audit,
 	}).SetupWithManager(mgr, opts.TenantConcurrency); err != nil {
 		return err
 	}
@@ -159,7 +160,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err := mgr.Add(keys); err != nil {
 		return err
 	}
-	audit := &AuditLog{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Clock: opts.Clock}
+	if err := (&DestructionCertificateReconciler{Client: mgr.GetClient(), Keys: keys}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	if err := (&DataExportReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("custos-export"), Clock: opts.Clock,
 		Runner: run, Done: exportDone, Audit: audit, RetryWait: opts.RetryAfter}).SetupWithManager(mgr); err != nil {
 		return err

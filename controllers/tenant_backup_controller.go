@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/evidence"
 	"github.com/custos-io/custos/internal/lifecycle"
 	"github.com/custos-io/custos/internal/restic"
 	"github.com/custos-io/custos/internal/retention"
@@ -72,6 +73,8 @@ type TenantBackupReconciler struct {
 	Done <-chan event.GenericEvent
 	// RetryAfter is the first wait after a failed attempt (doubled for each further attempt).
 	RetryAfter time.Duration
+	// Audit records each finished task on the tenant's audit trail.
+	Audit *AuditLog
 }
 
 // +kubebuilder:rbac:groups=custos.io,resources=backuplocations,verbs=get;list;watch
@@ -453,6 +456,25 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 		}
 	}
 	metricTaskResult(t.Name, string(task.Kind), task.Location, true, duration)
+	detail := map[string]string{"location": task.Location, "slot": task.Slot.UTC().Format(time.RFC3339), "duration": duration.Round(time.Millisecond).String()}
+	action := evidence.Action(task.Kind)
+	switch {
+	case task.Kind == custosv1alpha1.TaskSnapshot && out.Snapshot != nil:
+		detail["snapshot"], detail["objectsSnapshot"] = out.Snapshot.DBSnapshot, out.Snapshot.ObjectsSnapshot
+	case task.Kind == custosv1alpha1.TaskExpiry:
+		detail["expired"] = fmt.Sprint(out.Expired)
+	case task.Kind == custosv1alpha1.TaskCheck:
+		detail["succeeded"] = fmt.Sprint(out.CheckError == "")
+	case task.Kind == custosv1alpha1.TaskDrill && t.Status.LastDrill != nil:
+		detail["snapshot"], detail["succeeded"] = t.Status.LastDrill.Snapshot, fmt.Sprint(t.Status.LastDrill.Succeeded)
+	}
+	if r.Audit != nil {
+		if head, err := r.Audit.Append(ctx, t, action, detail); err != nil {
+			log.FromContext(ctx).Error(err, "Could not append to the audit trail", "action", action)
+		} else {
+			t.Status.AuditHead = head
+		}
+	}
 }
 
 func short(id string) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/evidence"
 	"github.com/custos-io/custos/internal/lifecycle"
 	"github.com/custos-io/custos/internal/postgres"
 )
@@ -52,6 +54,8 @@ type TenantReconciler struct {
 	LookupHost func(ctx context.Context, host string) ([]string, error)
 	// Pools holds one administrative connection pool per DatabaseServer.
 	Pools *postgres.Pools
+	// Audit records the provisioning on the tenant's audit trail.
+	Audit *AuditLog
 
 	// inDatabaseChecked remembers, per tenant UID, the generation and time of the last check inside the tenant
 	// database (schema ownership, extensions), which costs a connection: it is repeated on a spec change and
@@ -514,6 +518,15 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 	}
 	if res.CreatedDB {
 		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "DatabaseCreated", "Provision", "Created database and role %s on %s (OID %d)", name, s.server.Name, res.OID)
+		if r.Audit != nil {
+			head, err := r.Audit.Append(ctx, t, evidence.ActionProvisioned, map[string]string{"uid": string(t.UID), "database": name,
+				"oid": fmt.Sprint(res.OID), "server": s.server.Name, "namespaces": strings.Join(t.NamespaceNames(), ","), "contract": t.Spec.Contract.ID})
+			if err != nil {
+				log.FromContext(ctx).Error(err, "Could not record the provisioning on the audit trail")
+			} else {
+				t.Status.AuditHead = head
+			}
+		}
 	}
 	for _, ns := range t.NamespaceNames() {
 		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: credentialsName, Namespace: ns}}

@@ -3,7 +3,9 @@ package local
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -55,6 +57,7 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		offsiteName = "exit-offsite"
 		shredPolicy = "exit-shred"
 		shortPolicy = "exit-short"
+		ackPolicy   = "exit-ack"
 		exitServer  = "exit-pg"
 	)
 	var (
@@ -83,12 +86,16 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: offsiteName},
 			Spec: custosv1alpha1.BackupLocationSpec{URL: offsiteSrv.URL, Jurisdiction: "DE"}})
 		every := custosv1alpha1.Schedule{Cron: "* * * * *", TimeZone: "UTC"}
-		for name, keep := range map[string]custosv1alpha1.Duration{shredPolicy: "30d", shortPolicy: "3m"} {
-			ensureObject(ctx, &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: custosv1alpha1.RetentionPolicySpec{
+		for name, keep := range map[string]custosv1alpha1.Duration{shredPolicy: "30d", shortPolicy: "3m", ackPolicy: "30d"} {
+			p := &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: custosv1alpha1.RetentionPolicySpec{
 				Primary: custosv1alpha1.ObjectReference{Name: primaryName}, Offsite: &custosv1alpha1.ObjectReference{Name: offsiteName},
 				Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: keep, MaxSnapshotAge: "26h",
 				AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
-			}})
+			}}
+			if name == ackPolicy {
+				p.Spec.Export = custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "10d", AcknowledgeTimeout: "15s"}
+			}
+			ensureObject(ctx, p)
 		}
 		databaseServerFor(ctx, exitServer, pg, "NL")
 	})
@@ -117,7 +124,10 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 				}
 			}
 			g.Expect(n).To(Equal(2), "a snapshot in both locations")
-		}).WithTimeout(3 * time.Minute).WithPolling(2 * time.Second).Should(Succeed())
+		}).WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(Succeed(), func() string {
+			b, _ := yaml.Marshal(t.Status)
+			return "tenant status:\n" + string(b)
+		})
 		return t
 	}
 	endContract := func(ctx context.Context, t *custosv1alpha1.Tenant) {
@@ -206,6 +216,10 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 			"database and role, 2 namespaces, master + 2 credentials + repository-key Secrets, 2 repositories")
 		Expect(st.Predicate.Tenant.UID).To(Equal(string(t.UID)))
 		Expect(st.Predicate.Processor.Name).To(Equal("e-Health Hosting B.V."))
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, keyOf(cert), cert)).To(Succeed())
+			g.Expect(cert.Status.Conditions).To(ContainElement(And(HaveField("Type", custosv1alpha1.ConditionVerified), HaveField("Status", metav1.ConditionTrue))))
+		}).Should(Succeed(), "the manager checks its own certificate with the published key")
 
 		By("verifying the audit trail against the head the certificate commits to")
 		var cms corev1.ConfigMapList
@@ -222,6 +236,14 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		}
 		Expect(found).To(BeTrue(), "the certificate's audit head is an entry of the trail")
 		Expect(chain[len(chain)-1].Action).To(Equal(evidence.ActionCertificateIssued))
+		actions := map[evidence.Action]bool{}
+		for _, e := range chain {
+			actions[e.Action] = true
+		}
+		for _, a := range []evidence.Action{evidence.ActionProvisioned, evidence.ActionSnapshot, evidence.ActionCopy, evidence.ActionSuspended,
+			evidence.ActionLiveDataPurged, evidence.ActionShredded, evidence.ActionBackupsExpired} {
+			Expect(actions).To(HaveKey(a), "the trail records %s", a)
+		}
 		Expect(t.Status.AuditHead).To(Equal("sha256:" + chain[len(chain)-1].Hash))
 		return cert
 	}
@@ -308,6 +330,71 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		Expect(de.Status.Artefact.Location).To(BeARegularFile(), "the returned bag lives on until its own expiry")
 	})
 
+	It("goes on without a receipt once acknowledgeTimeout has passed after delivery, and the certificate says so", func(ctx SpecContext) {
+		t := activeTenant(ctx, "exit-ack", ackPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnExport, Backups: custosv1alpha1.BackupDisposalShred})
+		oid := t.Status.Database.OID
+		endContract(ctx, t)
+		de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-exit"}}
+		Eventually(exportPhase(ctx, de)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
+		Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+		Expect(t.Status.Exit.Destroyed).To(BeEmpty(), "nothing is destroyed before the timeout")
+		Eventually(phase(ctx, t)).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Equal(custosv1alpha1.TenantDestroyed))
+		Expect(t.Status.Exit.ExportAcknowledgeTimedOut).To(BeTrue())
+		Expect(t.Status.Exit.ExportAcknowledgedAt.Time).To(BeTemporally(">=", de.Status.DeliveredAt.Add(15*time.Second)))
+		Expect(condOf(t, custosv1alpha1.ConditionExportAcknowledged)).To(haveStatus(metav1.ConditionFalse, "AcknowledgeTimeout"))
+		cert := expectDestroyed(ctx, t, oid)
+		st, err := evidence.UnmarshalPayload(mustDecode(cert.Spec.Envelope.Payload))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.Predicate.Export).NotTo(BeNil())
+		Expect(st.Predicate.Export.AcknowledgeTimedOut).To(BeTrue())
+		Expect(st.Predicate.Notes).To(ContainElement(ContainSubstring("never acknowledged")))
+	})
+
+	It("resumes after the manager is stopped at every phase of the exit: nothing lost, no step twice", func(ctx SpecContext) {
+		t := activeTenant(ctx, "exit-rs", shredPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred})
+		oid := t.Status.Database.OID
+		endContract(ctx, t)
+		restarted := map[string]bool{}
+		deadline := time.Now().Add(4 * time.Minute)
+		for time.Now().Before(deadline) {
+			Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			if t.Status.Phase == custosv1alpha1.TenantDestroyed {
+				break
+			}
+			// A restart at each new phase and at each new destroyed location (mid-purge, mid-disposal).
+			mark := string(t.Status.Phase)
+			if t.Status.Exit != nil {
+				mark += fmt.Sprintf("/%d", len(t.Status.Exit.Destroyed))
+			}
+			if !restarted[mark] {
+				restarted[mark] = true
+				mgr.stop()
+				mgr = startManager(func(o *controllers.Options) { o.ExportDir = exportDir })
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		Expect(t.Status.Phase).To(Equal(custosv1alpha1.TenantDestroyed))
+		Expect(len(restarted)).To(BeNumerically(">=", 3), "restarts: %v", restarted)
+		expectDestroyed(ctx, t, oid)
+
+		By("finding each step once on the audit trail and one certificate")
+		var cms corev1.ConfigMapList
+		Expect(k8s.List(ctx, &cms, client.InNamespace(managerNamespace), client.MatchingLabels{"custos.io/audit-tenant": t.Name})).To(Succeed())
+		chain, err := evidence.ParseLines([]byte(cms.Items[0].Data["entries.jsonl"]))
+		Expect(err).NotTo(HaveOccurred())
+		count := map[evidence.Action]int{}
+		for _, e := range chain {
+			count[e.Action]++
+		}
+		Expect(count[evidence.ActionSuspended]).To(Equal(1))
+		Expect(count[evidence.ActionLiveDataPurged]).To(Equal(1))
+		Expect(count[evidence.ActionShredded]).To(Equal(2))
+		Expect(count[evidence.ActionCertificateIssued]).To(Equal(1))
+		var certs custosv1alpha1.DestructionCertificateList
+		Expect(k8s.List(ctx, &certs, client.MatchingLabels{custosv1alpha1.LabelTenant: t.Name})).To(Succeed())
+		Expect(certs.Items).To(HaveLen(1))
+	})
+
 	It("a legal hold freezes the exit before anything is destroyed; lifting it lets the exit finish", func(ctx SpecContext) {
 		t := activeTenant(ctx, "exit-hold", shredPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred})
 		oid := t.Status.Database.OID
@@ -369,6 +456,13 @@ func sha256File(path string) string {
 	_, err = io.Copy(h, f)
 	Expect(err).NotTo(HaveOccurred())
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+func mustDecode(b64 string) []byte {
+	GinkgoHelper()
+	b, err := base64.StdEncoding.DecodeString(b64)
+	Expect(err).NotTo(HaveOccurred())
+	return b
 }
 
 func primaryDirOf(base string, t *custosv1alpha1.Tenant) string {

@@ -1,0 +1,64 @@
+package controllers
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/evidence"
+)
+
+// DestructionCertificateReconciler checks every certificate with the published key, as an auditor would, and
+// records the outcome in the Verified condition: a certificate edited around its immutability rule, or signed
+// by a key that is no longer the published one, shows up here.
+type DestructionCertificateReconciler struct {
+	Client client.Client
+	Keys   *SigningKeys
+}
+
+// +kubebuilder:rbac:groups=custos.io,resources=destructioncertificates/status,verbs=get;update;patch
+
+// Reconcile verifies one certificate.
+func (r *DestructionCertificateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var c custosv1alpha1.DestructionCertificate
+	if err := r.Client.Get(ctx, req.NamespacedName, &c); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	key, err := r.Keys.Key(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	base := c.DeepCopy()
+	_, problems, err := evidence.VerifyCertificate(c.Spec, key.Public().(ed25519.PublicKey))
+	switch {
+	case err != nil:
+		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, "SignatureInvalid",
+			fmt.Sprintf("the envelope does not verify with the published key %s: %v", evidence.KeyID(key.Public().(ed25519.PublicKey)), err))
+	case len(problems) > 0:
+		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, "Inconsistent", truncate(strings.Join(problems, "; "), 4000))
+	default:
+		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, true, "SignatureValid",
+			fmt.Sprintf("signed by key %s (ConfigMap %s/%s), complete, and the fields shown agree with the signed payload", evidence.KeyID(key.Public().(ed25519.PublicKey)), r.Keys.Namespace, SigningKeyName))
+	}
+	c.Status.ObservedGeneration = c.Generation
+	if equality.Semantic.DeepEqual(base.Status, c.Status) {
+		return ctrl.Result{}, nil
+	}
+	err = r.Client.Status().Patch(ctx, &c, client.MergeFrom(base))
+	if apierrors.IsNotFound(err) {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, err
+}
+
+// SetupWithManager registers the reconciler.
+func (r *DestructionCertificateReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).For(&custosv1alpha1.DestructionCertificate{}).Named("destructioncertificate").Complete(r)
+}
