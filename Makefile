@@ -73,6 +73,10 @@ vet:
 build: ## Build the manager into bin/.
 	go build -o $(BIN)/manager ./cmd/manager
 
+.PHONY: image
+image: ## Build the container image (manager, CLI, restic, pg_dump, psql) as custos:dev; needs docker.
+	docker build -t custos:dev .
+
 .PHONY: test
 test: tools-test vet ## Unit, validation and integration specs against a real kube-apiserver, etcd, PostgreSQL and restic.
 	$(GINKGO) $(GINKGO_FLAGS) ./...
