@@ -27,6 +27,8 @@ const (
 	labelAuditSegment = "custos.io/audit-segment"
 	purposeAudit      = "audit-trail"
 	auditActor        = "custos-manager"
+	// auditStepKey in an entry's detail identifies the step it records; Append records a step once.
+	auditStepKey = "step"
 )
 
 // AuditLog appends to and reads tenants' audit trails.
@@ -100,6 +102,15 @@ func (a *AuditLog) Append(ctx context.Context, t *custosv1alpha1.Tenant, action 
 			}
 			if len(es) > 0 {
 				prev = &es[len(es)-1]
+			}
+			// A step carried out again after a restart (its outcome was not yet in status) is recorded once.
+			if key := detail[auditStepKey]; key != "" {
+				for _, e := range es {
+					if e.Action == action && e.Detail[auditStepKey] == key {
+						head = "sha256:" + prev.Hash
+						return nil
+					}
+				}
 			}
 		}
 		e := evidence.Append(prev, evidence.Entry{Time: a.Clock.Now(), Tenant: t.Name, Action: action, Actor: auditActor, Detail: detail})

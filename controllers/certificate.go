@@ -205,6 +205,7 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 		return false, fmt.Errorf("writing DestructionCertificate %s: %w", name, err)
 	}
 	r.certified(t, name)
+	metricDestruction.WithLabelValues("certified").Inc()
 	r.audit(ctx, t, evidence.ActionCertificateIssued, map[string]string{"certificate": name, "auditHead": head})
 	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "CertificateIssued", "Exit", "DestructionCertificate %s signed (key %s); verify it with `custos verify`", name, evidence.KeyID(key.Public().(ed25519.PublicKey)))
 	return true, nil

@@ -290,6 +290,7 @@ func (r *DataExportReconciler) audit(ctx context.Context, t *custosv1alpha1.Tena
 	if r.Audit == nil {
 		return
 	}
+	detail[auditStepKey] = string(a) + "/" + detail["export"]
 	if _, err := r.Audit.Append(ctx, t, a, detail); err != nil {
 		log.FromContext(ctx).Error(err, "Could not append to the audit trail", "action", a)
 	}

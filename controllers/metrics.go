@@ -35,10 +35,14 @@ var (
 		Name: "custos_restore_drill_last_success_timestamp_seconds",
 		Help: "Time of the latest successful restore drill of a tenant.",
 	}, []string{"tenant"})
+	metricDestruction = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custos_destruction_total",
+		Help: "Destructive exit steps: storage locations verified destroyed (result=verified), steps that failed and will be retried (result=failed), certificates signed (result=certified).",
+	}, []string{"result"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(metricLastSuccess, metricDuration, metricTasks, metricSnapshots, metricExpiryDeadline, metricDrillSuccess)
+	metrics.Registry.MustRegister(metricLastSuccess, metricDuration, metricTasks, metricSnapshots, metricExpiryDeadline, metricDrillSuccess, metricDestruction)
 }
 
 func metricTaskResult(_, kind, _ string, ok bool, d time.Duration) {
@@ -68,4 +72,14 @@ func metricsFromStatus(t *custosv1alpha1.Tenant, _ *backupScope) {
 	if d := t.Status.LastDrill; d != nil && d.Succeeded {
 		metricDrillSuccess.WithLabelValues(t.Name).Set(float64(d.Time.Unix()))
 	}
+}
+
+// forgetTenantMetrics drops the per-tenant series of a destroyed tenant, so dashboards do not alert on a tenant
+// that no longer exists.
+func forgetTenantMetrics(tenant string) {
+	for _, v := range []*prometheus.GaugeVec{metricLastSuccess, metricSnapshots} {
+		v.DeletePartialMatch(prometheus.Labels{"tenant": tenant})
+	}
+	metricExpiryDeadline.DeleteLabelValues(tenant)
+	metricDrillSuccess.DeleteLabelValues(tenant)
 }

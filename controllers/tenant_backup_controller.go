@@ -456,7 +456,8 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 		}
 	}
 	metricTaskResult(t.Name, string(task.Kind), task.Location, true, duration)
-	detail := map[string]string{"location": task.Location, "slot": task.Slot.UTC().Format(time.RFC3339), "duration": duration.Round(time.Millisecond).String()}
+	detail := map[string]string{"location": task.Location, "slot": task.Slot.UTC().Format(time.RFC3339), "duration": duration.Round(time.Millisecond).String(),
+		auditStepKey: task.Key}
 	action := evidence.Action(task.Kind)
 	switch {
 	case task.Kind == custosv1alpha1.TaskSnapshot && out.Snapshot != nil:

@@ -125,6 +125,7 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reasonExitStepError,
 			truncate(fmt.Sprintf("%s failed (attempt %d), retried in %s: %s", d.Action, st.Attempts, r.RetryAfter, err), 4000))
 		r.Recorder.Eventf(&t, nil, corev1.EventTypeWarning, reasonExitStepError, string(d.Action), "%s", truncate(err.Error(), 1000))
+		metricDestruction.WithLabelValues("failed").Inc()
 		logger.Error(err, "Exit step failed", "action", d.Action)
 	case done:
 		t.Status.Exit.Step = nil
@@ -269,6 +270,7 @@ func (r *TenantExitReconciler) addDestroyed(t *custosv1alpha1.Tenant, d custosv1
 		return
 	}
 	t.Status.Exit.Destroyed = append(t.Status.Exit.Destroyed, d)
+	metricDestruction.WithLabelValues("verified").Inc()
 }
 
 // record writes the decision into status: phase, Ready and LegalHold conditions, deadlines, acknowledgement, and
@@ -286,6 +288,12 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 	if !d.BackupsGoneBy.IsZero() && (ex.BackupsGoneBy == nil || !ex.BackupsGoneBy.Time.Equal(d.BackupsGoneBy)) {
 		ex.BackupsGoneBy = ptr.To(metav1.NewTime(d.BackupsGoneBy))
 	}
+	if ex.BackupsGoneBy != nil && d.Phase != custosv1alpha1.TenantDestroyed {
+		metricExpiryDeadline.WithLabelValues(t.Name).Set(float64(ex.BackupsGoneBy.Unix()))
+	}
+	if d.Phase == custosv1alpha1.TenantDestroyed {
+		forgetTenantMetrics(t.Name)
+	}
 	if ex.ExportAcknowledgedAt == nil && (d.AcknowledgeTimedOut || s.facts.Export.Phase == custosv1alpha1.ExportAcknowledged) && ex.ExportRef != nil {
 		at := metav1.NewTime(s.now)
 		if !d.AcknowledgeTimedOut && s.export != nil && s.export.Status.AcknowledgedAt != nil {
@@ -298,7 +306,8 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 			msg = "no receipt came within acknowledgeTimeout after delivery; the exit goes on and the certificate says so"
 		}
 		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionExportAcknowledged, !d.AcknowledgeTimedOut, ackReason(d.AcknowledgeTimedOut), msg)
-		r.audit(ctx, t, action, map[string]string{"export": ex.ExportRef.Name, "timedOut": fmt.Sprint(d.AcknowledgeTimedOut)})
+		r.audit(ctx, t, action, map[string]string{"export": ex.ExportRef.Name, "timedOut": fmt.Sprint(d.AcknowledgeTimedOut),
+			auditStepKey: string(action) + "/" + ex.ExportRef.Name})
 	}
 	hold := lifecycle.HoldActive(t.Spec.LegalHold, s.now)
 	if hold {
@@ -307,12 +316,13 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 			msg += "; until " + t.Spec.LegalHold.Until.UTC().Format(time.RFC3339)
 		}
 		if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionLegalHold); c == nil || c.Status != metav1.ConditionTrue {
-			r.audit(ctx, t, evidence.ActionLegalHoldSet, map[string]string{"reason": t.Spec.LegalHold.Reason})
+			r.audit(ctx, t, evidence.ActionLegalHoldSet, map[string]string{"reason": t.Spec.LegalHold.Reason,
+				auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldSet, t.Generation)})
 		}
 		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, true, custosv1alpha1.ReasonLegalHoldActive, msg)
 	} else if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionLegalHold); c != nil && c.Status == metav1.ConditionTrue {
 		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, false, custosv1alpha1.ReasonLegalHoldExpired, "the legal hold is lifted or has passed its until date")
-		r.audit(ctx, t, evidence.ActionLegalHoldLifted, nil)
+		r.audit(ctx, t, evidence.ActionLegalHoldLifted, map[string]string{auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldLifted, t.Generation)})
 	}
 	ready := d.Phase == custosv1alpha1.TenantDestroyed
 	if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c == nil || c.Reason != reasonExitStepError || d.Action == lifecycle.Wait || ex.Step == nil || ex.Step.Action != string(d.Action) {
@@ -342,6 +352,20 @@ func ackReason(timedOut bool) string {
 func (r *TenantExitReconciler) audit(ctx context.Context, t *custosv1alpha1.Tenant, action evidence.Action, detail map[string]string) {
 	if r.Audit == nil {
 		return
+	}
+	if detail == nil {
+		detail = map[string]string{}
+	}
+	if _, ok := detail[auditStepKey]; !ok {
+		// The exit's steps are recorded once: the step's start (in status before it runs) identifies it.
+		step := string(action)
+		if st := t.Status.Exit.Step; st != nil {
+			step = fmt.Sprintf("%s/%d", st.Action, st.StartedAt.Unix())
+		}
+		if loc := detail["location"]; loc != "" {
+			step += "/" + loc
+		}
+		detail[auditStepKey] = step
 	}
 	head, err := r.Audit.Append(ctx, t, action, detail)
 	if err != nil {

@@ -15,18 +15,29 @@ import (
 // it set runs os.Args[1:] through Filter and writes the Stats to the file it names (see the package documentation).
 const StatsFileEnv = "CUSTOS_PGDUMP_STATS_FILE"
 
-// Command returns the argv restic should run: the current executable (os.Executable) followed by the dump command
+// Command returns the argv restic should run: the current executable (see Self) followed by the dump command
 // argv. The caller puts StatsFileEnv=<path> into restic's environment (restic passes its environment to the
 // command); the stats file exists afterwards only when the dump succeeded.
 func Command(dump []string) ([]string, error) {
 	if len(dump) == 0 || dump[0] == "" {
 		return nil, errors.New("pgdump: no dump command")
 	}
+	return append([]string{Self()}, dump...), nil
+}
+
+// Self is the path that re-executes the running program. On Linux it is /proc/<pid>/exe, which reaches this
+// process's own executable even when the file on disk was replaced or removed meanwhile (a package upgrade, a
+// rebuilt test binary), so the helper is always the same build as the manager; elsewhere os.Executable.
+func Self() string {
+	proc := fmt.Sprintf("/proc/%d/exe", os.Getpid())
+	if _, err := os.Lstat(proc); err == nil {
+		return proc
+	}
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("pgdump: locating the running executable: %w", err)
+		return os.Args[0]
 	}
-	return append([]string{exe}, dump...), nil
+	return exe
 }
 
 // init turns the process into the dump helper when StatsFileEnv is set, and never returns in that case: the host

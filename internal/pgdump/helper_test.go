@@ -16,9 +16,7 @@ import (
 func runHelperCommand(ctx context.Context, statsFile string, dump ...string) (stdout, stderr []byte, exitCode int) {
 	argv, err := Command(dump)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
-	exe, err := os.Executable()
-	ExpectWithOffset(1, err).NotTo(HaveOccurred())
-	ExpectWithOffset(1, argv).To(Equal(append([]string{exe}, dump...)))
+	ExpectWithOffset(1, argv).To(Equal(append([]string{Self()}, dump...)))
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), StatsFileEnv+"="+statsFile)
 	var out, errb bytes.Buffer

@@ -115,7 +115,18 @@ var _ = Describe("A real restic repository", func() {
 		cmd := exec.Command(resticBin, "--no-cache", "backup", "--stdin-from-command", "--stdin-filename", "a", "--", "sleep", "30")
 		cmd.Env = append(os.Environ(), "RESTIC_REPOSITORY="+url, "RESTIC_PASSWORD=pw")
 		Expect(cmd.Start()).To(Succeed())
-		Eventually(func() []os.DirEntry { l, _ := os.ReadDir(filepath.Join(url, "locks")); return l }, 10*time.Second).ShouldNot(BeEmpty())
+		// Wait for a complete lock file: restic writes "<id>-tmp-<n>" and renames it, and a kill between the two
+		// leaves only the temporary file (no lock at all).
+		Eventually(func() []string {
+			var done []string
+			l, _ := os.ReadDir(filepath.Join(url, "locks"))
+			for _, e := range l {
+				if !strings.Contains(e.Name(), "-tmp-") {
+					done = append(done, e.Name())
+				}
+			}
+			return done
+		}, 10*time.Second).ShouldNot(BeEmpty())
 		Expect(cmd.Process.Kill()).To(Succeed())
 		_ = cmd.Wait()
 		locks, _ = os.ReadDir(filepath.Join(url, "locks"))
