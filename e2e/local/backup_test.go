@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -239,12 +240,22 @@ var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 	// Pending: passed alone, but in a randomized run no snapshot followed the kill within 3 minutes; not yet
 	// understood (see the closing note of issue 4). internal/restic and internal/backup cover stale locks and a
 	// killed backup against real restic.
-	PIt("clears a stale lock left by a killed restic, and the next snapshot succeeds", func(ctx SpecContext) {
+	It("clears a stale lock left by a killed restic, and the next snapshot succeeds", func(ctx SpecContext) {
 		p := repo(ctx, primaryName)
 		cmd := exec.Command(programs.Restic, "--no-cache", "backup", "--stdin-from-command", "--stdin-filename", "x", "--", "sleep", "60")
 		cmd.Env = append(os.Environ(), "RESTIC_REPOSITORY="+p.URL, "RESTIC_PASSWORD="+p.Password)
 		Expect(cmd.Start()).To(Succeed())
-		locks := func() []os.DirEntry { l, _ := os.ReadDir(filepath.Join(p.URL, "locks")); return l }
+		// A complete lock file: restic writes "<id>-tmp-<n>" and renames it; a kill in between leaves no lock.
+		locks := func() []string {
+			var done []string
+			l, _ := os.ReadDir(filepath.Join(p.URL, "locks"))
+			for _, e := range l {
+				if !strings.Contains(e.Name(), "-tmp-") {
+					done = append(done, e.Name())
+				}
+			}
+			return done
+		}
 		Eventually(locks, 20*time.Second).ShouldNot(BeEmpty())
 		Expect(cmd.Process.Kill()).To(Succeed())
 		_ = cmd.Wait()
