@@ -89,6 +89,10 @@ test-unit: ## Only the unit specs (no harness needed).
 test-integration: tools-test ## Only the integration and validation specs (envtest + PostgreSQL + restic).
 	$(GINKGO) $(GINKGO_FLAGS) ./e2e/local
 
+.PHONY: demo
+demo: tools-test ## A sample clinic from provisioning to its certificate of destruction, all on this machine (about 2-3 minutes).
+	go run ./hack/demo $(DEMO_FLAGS)
+
 .PHONY: bench-provision
 bench-provision: tools-test build ## Apply 1,000 Tenants at once against envtest + PostgreSQL; time, peak RSS, idle CPU vs a baseline.
 	go run ./hack/bench/provision -tenants $${TENANTS:-1000}
