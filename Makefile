@@ -30,8 +30,8 @@ tools-codegen:
 	$(TOOLS) controller-gen
 
 .PHONY: tools-test
-tools-test: ## Build what the test suites need: kube-apiserver, etcd, kubectl, restic, rest-server, helm.
-	$(TOOLS) etcd restic rest-server helm kube-apiserver kubectl
+tools-test: ## Build what the test suites need: kube-apiserver, etcd, kubectl, restic, rest-server, versitygw (S3), helm.
+	$(TOOLS) etcd restic rest-server versitygw helm kube-apiserver kubectl
 
 ##@ Generated files
 

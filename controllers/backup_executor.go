@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,6 +41,19 @@ type BackupExecutor struct {
 	Clock   clock.PassiveClock
 	// Processor names the processor in export bags (Source-Organization).
 	Processor string
+
+	// opening serialises opening (and so creating) one repository: two tasks of a new tenant that both found no
+	// repository would both run `restic init`, leaving two configs' worth of keys and an unusable repository.
+	opening sync.Map // repository URL → *sync.Mutex
+}
+
+// open opens the repository, creating it when missing, one task at a time per repository.
+func (e *BackupExecutor) open(ctx context.Context, repo restic.Repository, from *restic.Repository) error {
+	mu, _ := e.opening.LoadOrStore(repo.URL, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	_, _, err := backup.Open(ctx, repo, from)
+	return err
 }
 
 // locationSummary is a repository's state after a task.
@@ -122,7 +136,7 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 			p := env.repos[env.primary]
 			from = &p
 		}
-		if _, _, err := backup.Open(ctx, env.repos[loc], from); err != nil {
+		if err := e.open(ctx, env.repos[loc], from); err != nil {
 			return nil, fmt.Errorf("opening the repository at %s: %w", loc, err)
 		}
 		// Stale locks of a killed restic (a manager that died mid-task) would block this task; live ones are kept.

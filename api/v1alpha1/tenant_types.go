@@ -596,9 +596,9 @@ type DestroyedLocation struct {
 // +kubebuilder:resource:scope=Cluster,shortName=tnt
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Contract End",type=date,JSONPath=`.spec.contract.end`
-// +kubebuilder:printcolumn:name="Next Backup",type=date,JSONPath=`.status.nextBackup`
-// +kubebuilder:printcolumn:name="Backups Gone By",type=date,JSONPath=`.status.exit.backupsGoneBy`,priority=1
+// +kubebuilder:printcolumn:name="Contract End",type=string,JSONPath=`.spec.contract.end`
+// +kubebuilder:printcolumn:name="Next Backup",type=string,JSONPath=`.status.nextBackup`
+// +kubebuilder:printcolumn:name="Backups Gone By",type=string,JSONPath=`.status.exit.backupsGoneBy`,priority=1
 // +kubebuilder:printcolumn:name="Database",type=string,JSONPath=`.status.database.name`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 48",message="a Tenant name must be at most 48 characters, so that its namespaces and its PostgreSQL database and role names (at most 63 bytes) can be derived from it"

@@ -282,8 +282,19 @@ var _ = Describe("custos", func() {
 			longer = append(longer, evidence.Append(&longer[len(longer)-1], evidence.Entry{Time: at("2026-04-02T00:00:00Z"),
 				Tenant: "clinic", Action: evidence.ActionCertificateIssued, Actor: "custos-manager"}))
 			code, out, _ = cli("verify", cert, "--key", keyFile, "--audit", write("longer.jsonl", evidence.MarshalLines(longer)))
+			Expect(code).To(Equal(0), "the trail goes on after the certificate: the entry at its length is its head")
+			Expect(out).To(ContainSubstring("1 later entry: 9 CertificateIssued"))
+
+			shorter := trail()[:7]
+			code, out, _ = cli("verify", cert, "--key", keyFile, "--audit", write("shorter.jsonl", evidence.MarshalLines(shorter)))
 			Expect(code).To(Equal(1))
-			Expect(out).To(ContainSubstring("after 9 entries; the certificate commits to"))
+			Expect(out).To(ContainSubstring("ends after 7 entries; the certificate commits to 8 entries"))
+
+			other := trail()
+			other[7] = evidence.Append(&other[6], evidence.Entry{Time: at("2026-04-03T00:00:00Z"), Tenant: "clinic", Action: evidence.ActionShredded, Actor: "custos-manager"})
+			code, out, _ = cli("verify", cert, "--key", keyFile, "--audit", write("other.jsonl", evidence.MarshalLines(other)))
+			Expect(code).To(Equal(1))
+			Expect(out).To(ContainSubstring("entry 8 has hash"))
 
 			broken := trail()
 			broken[3].Actor = "intruder"

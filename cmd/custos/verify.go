@@ -143,9 +143,26 @@ func verifyOne(w io.Writer, c certificate, pub ed25519.PublicKey, audit []eviden
 		} else {
 			head, n := evidence.Head(audit)
 			fmt.Fprintf(w, "  audit file      %s: %d entries, chain intact, head %s\n", auditFile, n, head)
-			if head != st.Predicate.Audit.Head || n != st.Predicate.Audit.Length {
-				failures = append(failures, fmt.Sprintf("audit trail %s ends at %s after %d entries; the certificate commits to %s after %d",
-					auditFile, head, n, st.Predicate.Audit.Head, st.Predicate.Audit.Length))
+			// The trail goes on after the certificate (the entry recording its signing, at least): what must hold
+			// is that the entry at the certificate's length is the certificate's head.
+			want := st.Predicate.Audit.Length
+			switch {
+			case n < want:
+				failures = append(failures, fmt.Sprintf("audit trail %s ends after %d entries; the certificate commits to %d entries with head %s",
+					auditFile, n, want, st.Predicate.Audit.Head))
+			case want < 1 || audit[want-1].Hash != st.Predicate.Audit.Head:
+				got := ""
+				if want >= 1 {
+					got = audit[want-1].Hash
+				}
+				failures = append(failures, fmt.Sprintf("audit trail %s: entry %d has hash %s; the certificate commits to %s",
+					auditFile, want, got, st.Predicate.Audit.Head))
+			case n > want:
+				fmt.Fprintf(w, "  audit file      the certificate's head is entry %d; %d later entr%s:", want, n-want, map[bool]string{true: "y", false: "ies"}[n-want == 1])
+				for _, e := range audit[want:] {
+					fmt.Fprintf(w, " %d %s", e.Seq, e.Action)
+				}
+				fmt.Fprintln(w)
 			}
 		}
 	}

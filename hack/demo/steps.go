@@ -121,20 +121,6 @@ func (d *demo) provisionTenant(ctx context.Context) error {
 			Exit: custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnExport, Backups: custosv1alpha1.BackupDisposalShred},
 		},
 	}
-	// The first snapshot creates the repositories. Two tasks at one location that find no repository both run
-	// restic init, and the repository ends up with two keys and one config (unusable); with slots every minute,
-	// the next slot's snapshot could start while the first is still creating it. So the tenant is applied early
-	// in a minute.
-	if now := time.Now(); now.Second() > 30 {
-		wait := now.Truncate(time.Minute).Add(time.Minute + time.Second).Sub(now)
-		d.say("Waiting %s for the start of a minute: the first snapshot creates the repositories, and must be done", wait.Round(time.Second))
-		d.say("  before the next every-minute slot starts")
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
 	if err := d.c.Create(ctx, t); err != nil {
 		return err
 	}
