@@ -293,6 +293,13 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 	}
 	if d.Phase == custosv1alpha1.TenantDestroyed {
 		forgetTenantMetrics(t.Name)
+		// Two controllers append to the trail and write the head into status; once the tenant is destroyed
+		// nothing appends any more, and the head shown is the trail's own.
+		if r.Audit != nil {
+			if entries, err := r.Audit.Entries(ctx, t); err == nil && len(entries) > 0 {
+				t.Status.AuditHead = "sha256:" + entries[len(entries)-1].Hash
+			}
+		}
 	}
 	if ex.ExportAcknowledgedAt == nil && (d.AcknowledgeTimedOut || s.facts.Export.Phase == custosv1alpha1.ExportAcknowledged) && ex.ExportRef != nil {
 		at := metav1.NewTime(s.now)

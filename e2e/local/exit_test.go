@@ -244,7 +244,10 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 			evidence.ActionLiveDataPurged, evidence.ActionShredded, evidence.ActionBackupsExpired} {
 			Expect(actions).To(HaveKey(a), "the trail records %s", a)
 		}
-		Expect(t.Status.AuditHead).To(Equal("sha256:" + chain[len(chain)-1].Hash))
+		Eventually(func(g Gomega) string {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			return t.Status.AuditHead
+		}).Should(Equal("sha256:"+chain[len(chain)-1].Hash), "status shows the trail's head")
 		return cert
 	}
 
@@ -395,11 +398,16 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		Expect(certs.Items).To(HaveLen(1))
 	})
 
-	It("a legal hold freezes the exit before anything is destroyed; lifting it lets the exit finish", func(ctx SpecContext) {
-		t := activeTenant(ctx, "exit-hold", shredPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred})
+	It("a legal hold set mid-exit freezes it before anything is destroyed; lifting it lets the exit finish", func(ctx SpecContext) {
+		t := activeTenant(ctx, "exit-hold", shredPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnExport, Backups: custosv1alpha1.BackupDisposalShred})
 		oid := t.Status.Database.OID
-		updateSpec(ctx, t, func() { t.Spec.LegalHold = &custosv1alpha1.LegalHold{Reason: "court order 2026/117"} })
 		endContract(ctx, t)
+		de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-exit"}}
+		Eventually(exportPhase(ctx, de)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
+		By("setting the hold while the exit waits for the receipt, then giving the receipt")
+		updateSpec(ctx, t, func() { t.Spec.LegalHold = &custosv1alpha1.LegalHold{Reason: "court order 2026/117"} })
+		de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: de.Status.Artefact.SHA256}
+		Expect(k8s.Update(ctx, de)).To(Succeed())
 		Eventually(condition(ctx, t, custosv1alpha1.ConditionLegalHold)).Should(haveStatus(metav1.ConditionTrue, custosv1alpha1.ReasonLegalHoldActive))
 		Eventually(phase(ctx, t)).Should(Equal(custosv1alpha1.TenantPurging))
 		Consistently(func(g Gomega) {
@@ -419,10 +427,14 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		expectDestroyed(ctx, t, oid)
 	})
 
-	It("None + Expire: the backups stay until keepWithin after the newest snapshot, then go, with the deadline in status", func(ctx SpecContext) {
-		t := activeTenant(ctx, "exit-exp", shortPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalExpire})
+	It("Export + Expire: the backups stay until keepWithin after the newest snapshot, then go, with the deadline in status", func(ctx SpecContext) {
+		t := activeTenant(ctx, "exit-exp", shortPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnExport, Backups: custosv1alpha1.BackupDisposalExpire})
 		oid := t.Status.Database.OID
 		endContract(ctx, t)
+		de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-exit"}}
+		Eventually(exportPhase(ctx, de)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
+		de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: sha256File(de.Status.Artefact.Location)}
+		Expect(k8s.Update(ctx, de)).To(Succeed())
 		Eventually(phase(ctx, t)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.TenantAwaitingBackupExpiry))
 		Expect(t.Status.Exit.BackupsGoneBy).NotTo(BeNil())
 		var newest time.Time
