@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/internal/evidence"
@@ -81,6 +82,21 @@ func (a *AuditLog) Entries(ctx context.Context, t *custosv1alpha1.Tenant) ([]evi
 		return nil, fmt.Errorf("audit trail of %s: %w", t.Name, err)
 	}
 	return all, nil
+}
+
+// Record appends an entry and shows the new head in t's status. A failure is logged, not returned: the action it
+// records has already happened, and the next entry still chains to the last one written. A nil log records
+// nothing.
+func (a *AuditLog) Record(ctx context.Context, t *custosv1alpha1.Tenant, action evidence.Action, detail map[string]string) {
+	if a == nil {
+		return
+	}
+	head, err := a.Append(ctx, t, action, detail)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "Could not append to the audit trail", "action", action)
+		return
+	}
+	t.Status.AuditHead = head
 }
 
 // Append adds an entry and returns the new head as "sha256:<hex>". A concurrent writer makes the update

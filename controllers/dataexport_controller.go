@@ -291,9 +291,7 @@ func (r *DataExportReconciler) audit(ctx context.Context, t *custosv1alpha1.Tena
 		return
 	}
 	detail[auditStepKey] = string(a) + "/" + detail["export"]
-	if _, err := r.Audit.Append(ctx, t, a, detail); err != nil {
-		log.FromContext(ctx).Error(err, "Could not append to the audit trail", "action", a)
-	}
+	r.Audit.Record(ctx, t, a, detail)
 }
 
 // SetupWithManager registers the controller; finished export tasks arrive through Done.

@@ -469,13 +469,7 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 	case task.Kind == custosv1alpha1.TaskDrill && t.Status.LastDrill != nil:
 		detail["snapshot"], detail["succeeded"] = t.Status.LastDrill.Snapshot, fmt.Sprint(t.Status.LastDrill.Succeeded)
 	}
-	if r.Audit != nil {
-		if head, err := r.Audit.Append(ctx, t, action, detail); err != nil {
-			log.FromContext(ctx).Error(err, "Could not append to the audit trail", "action", action)
-		} else {
-			t.Status.AuditHead = head
-		}
-	}
+	r.Audit.Record(ctx, t, action, detail)
 }
 
 func short(id string) string {

@@ -518,15 +518,8 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 	}
 	if res.CreatedDB {
 		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "DatabaseCreated", "Provision", "Created database and role %s on %s (OID %d)", name, s.server.Name, res.OID)
-		if r.Audit != nil {
-			head, err := r.Audit.Append(ctx, t, evidence.ActionProvisioned, map[string]string{"uid": string(t.UID), "database": name,
-				"oid": fmt.Sprint(res.OID), "server": s.server.Name, "namespaces": strings.Join(t.NamespaceNames(), ","), "contract": t.Spec.Contract.ID})
-			if err != nil {
-				log.FromContext(ctx).Error(err, "Could not record the provisioning on the audit trail")
-			} else {
-				t.Status.AuditHead = head
-			}
-		}
+		r.Audit.Record(ctx, t, evidence.ActionProvisioned, map[string]string{"uid": string(t.UID), "database": name,
+			"oid": fmt.Sprint(res.OID), "server": s.server.Name, "namespaces": strings.Join(t.NamespaceNames(), ","), "contract": t.Spec.Contract.ID})
 	}
 	for _, ns := range t.NamespaceNames() {
 		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: credentialsName, Namespace: ns}}

@@ -354,8 +354,7 @@ func ackReason(timedOut bool) string {
 	return lifecycle.ReasonExportAcknowledged
 }
 
-// audit appends to the tenant's trail and records the head in status. A failure is logged: the step it
-// describes already happened, and the next entry will still chain to the last one that was written.
+// audit records an exit action on the tenant's trail (AuditLog.Record), once per step.
 func (r *TenantExitReconciler) audit(ctx context.Context, t *custosv1alpha1.Tenant, action evidence.Action, detail map[string]string) {
 	if r.Audit == nil {
 		return
@@ -374,12 +373,7 @@ func (r *TenantExitReconciler) audit(ctx context.Context, t *custosv1alpha1.Tena
 		}
 		detail[auditStepKey] = step
 	}
-	head, err := r.Audit.Append(ctx, t, action, detail)
-	if err != nil {
-		log.FromContext(ctx).Error(err, "Could not append to the audit trail", "action", action)
-		return
-	}
-	t.Status.AuditHead = head
+	r.Audit.Record(ctx, t, action, detail)
 }
 
 // carryOut runs one step; done reports that the step is complete (verified).
