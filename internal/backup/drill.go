@@ -99,8 +99,12 @@ func Drill(ctx context.Context, repo restic.Repository, in DrillInput) (DrillRes
 		_ = drop(dctx)
 	}()
 
+	alg, err := pgdump.AlgorithmOf(meta.Stats)
+	if err != nil {
+		return DrillResult{}, fmt.Errorf("reading the recorded checksums: %w", err)
+	}
 	start := time.Now()
-	restored, err := restore(ctx, repo, db.ID, in)
+	restored, err := restore(ctx, repo, db.ID, alg, in)
 	if err != nil {
 		return DrillResult{}, err
 	}
@@ -128,8 +132,8 @@ func Drill(ctx context.Context, repo restic.Repository, in DrillInput) (DrillRes
 	return res, nil
 }
 
-// restore streams the dump out of the repository, through the filter, into psql.
-func restore(ctx context.Context, repo restic.Repository, id string, in DrillInput) (pgdump.Stats, error) {
+// restore streams the dump out of the repository, through the filter (hashing rows with alg), into psql.
+func restore(ctx context.Context, repo restic.Repository, id string, alg pgdump.Algorithm, in DrillInput) (pgdump.Stats, error) {
 	dir, err := os.MkdirTemp(in.TempDir, "drill-")
 	if err != nil {
 		return pgdump.Stats{}, err
@@ -160,7 +164,8 @@ func restore(ctx context.Context, repo restic.Repository, id string, in DrillInp
 		pw.CloseWithError(err)
 		dumpErr <- err
 	}()
-	stats, ferr := pgdump.Filter(pr, stdin)
+	// Hashed as at backup time, so a snapshot recorded with an older algorithm still compares.
+	stats, ferr := pgdump.FilterWith(pr, stdin, alg)
 	_ = stdin.Close()
 	if ferr != nil {
 		cancel()

@@ -15,11 +15,38 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/zeebo/xxh3"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 )
 
-const zeroChecksum = "sha256sum:0000000000000000000000000000000000000000000000000000000000000000"
+const (
+	zeroChecksum       = "xxh3sum:00000000000000000000000000000000"
+	zeroSHA256Checksum = "sha256sum:0000000000000000000000000000000000000000000000000000000000000000"
+)
+
+// rowSum is one row's hash as the lanes the table sum adds up, computed with the libraries' one-shot functions.
+func rowSum(alg Algorithm, row string) []uint64 {
+	if alg == SHA256 {
+		h := sha256.Sum256([]byte(row))
+		return []uint64{binary.BigEndian.Uint64(h[0:]), binary.BigEndian.Uint64(h[8:]), binary.BigEndian.Uint64(h[16:]), binary.BigEndian.Uint64(h[24:])}
+	}
+	h := xxh3.Hash128([]byte(row))
+	return []uint64{h.Hi, h.Lo}
+}
+
+func lanes(alg Algorithm, sum [4]uint64) string {
+	n := 2
+	if alg == SHA256 {
+		n = 4
+	}
+	var b []byte
+	for _, v := range sum[:n] {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	return string(alg) + ":" + hex.EncodeToString(b)
+}
 
 // filterString runs Filter on dump and checks that the output is the input, byte for byte.
 func filterString(dump string) (Stats, error) {
@@ -46,8 +73,10 @@ func block(table string, rows ...string) string {
 	return b.String()
 }
 
-// reference computes the stats the slow, obvious way: whole lines, a map, big.Int-free lane sums.
-func reference(dump string) []TableStats {
+// reference computes the stats the slow, obvious way: whole lines, a map, lane sums of one-shot hashes.
+func reference(dump string) []TableStats { return referenceWith(XXH3, dump) }
+
+func referenceWith(alg Algorithm, dump string) []TableStats {
 	type ref struct {
 		rows int64
 		sum  [4]uint64
@@ -68,37 +97,29 @@ func reference(dump string) []TableStats {
 			cur = nil
 			continue
 		}
-		h := sha256.Sum256([]byte(line))
 		cur.rows++
-		for i := range 4 {
-			cur.sum[i] += binary.BigEndian.Uint64(h[i*8:])
+		for i, v := range rowSum(alg, line) {
+			cur.sum[i] += v
 		}
 	}
 	out := []TableStats{}
 	for name, r := range tables {
-		var b [32]byte
-		for i := range 4 {
-			binary.BigEndian.PutUint64(b[i*8:], r.sum[i])
-		}
-		out = append(out, TableStats{Table: name, Rows: r.rows, Checksum: "sha256sum:" + hex.EncodeToString(b[:])})
+		out = append(out, TableStats{Table: name, Rows: r.rows, Checksum: lanes(alg, r.sum)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Table < out[j].Table })
 	return out
 }
 
-func rowChecksum(rows ...string) string {
+func rowChecksum(rows ...string) string { return rowChecksumWith(XXH3, rows...) }
+
+func rowChecksumWith(alg Algorithm, rows ...string) string {
 	var s [4]uint64
 	for _, r := range rows {
-		h := sha256.Sum256([]byte(r))
-		for i := range 4 {
-			s[i] += binary.BigEndian.Uint64(h[i*8:])
+		for i, v := range rowSum(alg, r) {
+			s[i] += v
 		}
 	}
-	var b [32]byte
-	for i := range 4 {
-		binary.BigEndian.PutUint64(b[i*8:], s[i])
-	}
-	return "sha256sum:" + hex.EncodeToString(b[:])
+	return lanes(alg, s)
 }
 
 // randomDump is a dump of a few tables with rows of random length (some empty, some longer than small chunks),
@@ -152,10 +173,10 @@ var _ = Describe("Filter", func() {
 		Expect(ok).To(BeFalse())
 	})
 
-	It("takes a one-row table's checksum to be that row's SHA-256", func() {
+	It("takes a one-row table's checksum to be that row's XXH3-128 (high half first)", func() {
 		st := mustFilter(block("public.one", "1\tx"))
-		h := sha256.Sum256([]byte("1\tx"))
-		Expect(st.Tables).To(Equal([]TableStats{{Table: "public.one", Rows: 1, Checksum: "sha256sum:" + hex.EncodeToString(h[:])}}))
+		h := xxh3.Hash128([]byte("1\tx")).Bytes()
+		Expect(st.Tables).To(Equal([]TableStats{{Table: "public.one", Rows: 1, Checksum: "xxh3sum:" + hex.EncodeToString(h[:])}}))
 	})
 
 	It("parses quoted table names with spaces, parentheses, dots and quotes, and quoted column names", func() {
@@ -255,14 +276,43 @@ var _ = Describe("Filter", func() {
 		}
 	})
 
-	It("matches the reference on many random dumps and random chunk sizes", func() {
+	DescribeTable("matches the reference on many random dumps and random chunk sizes", func(alg Algorithm) {
 		rng := rand.New(rand.NewPCG(3, 4))
 		for range 200 {
 			dump := randomDump(rng, rng.IntN(8000))
-			st, err := filter(strings.NewReader(dump), io.Discard, config{hashers: 2, chunk: 1 + rng.IntN(300), job: 1 + rng.IntN(300)})
+			st, err := filter(strings.NewReader(dump), io.Discard, config{hashers: 2, chunk: 1 + rng.IntN(300), job: 1 + rng.IntN(300), alg: alg})
 			Expect(err).NotTo(HaveOccurred())
-			Expect(st.Tables).To(Equal(reference(dump)))
+			Expect(st.Tables).To(Equal(referenceWith(alg, dump)))
+			if len(st.Tables) > 0 {
+				Expect(AlgorithmOf(st)).To(Equal(alg))
+			}
 		}
+	},
+		Entry("XXH3 (the default)", XXH3),
+		Entry("SHA-256 (snapshots recorded before XXH3)", SHA256),
+	)
+
+	It("hashes with the algorithm asked for, and refuses an unknown one", func() {
+		dump := block("public.t", "1\ta", "2\tb") + block("public.e")
+		st, err := FilterWith(strings.NewReader(dump), io.Discard, SHA256)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.Tables).To(Equal([]TableStats{
+			{Table: "public.e", Rows: 0, Checksum: zeroSHA256Checksum},
+			{Table: "public.t", Rows: 2, Checksum: rowChecksumWith(SHA256, "1\ta", "2\tb")},
+		}))
+		Expect(mustFilter(dump).Tables[1].Checksum).To(Equal(rowChecksum("1\ta", "2\tb")))
+		_, err = FilterWith(strings.NewReader(dump), io.Discard, "md5sum")
+		Expect(err).To(MatchError(ContainSubstring(`unknown checksum algorithm "md5sum"`)))
+	})
+
+	It("tells which algorithm recorded stats were made with", func() {
+		Expect(AlgorithmOf(Stats{})).To(Equal(XXH3))
+		Expect(AlgorithmOf(Stats{Tables: []TableStats{{Table: "a", Checksum: zeroSHA256Checksum}}})).To(Equal(SHA256))
+		Expect(AlgorithmOf(Stats{Tables: []TableStats{{Table: "a", Checksum: zeroChecksum}}})).To(Equal(XXH3))
+		_, err := AlgorithmOf(Stats{Tables: []TableStats{{Table: "a", Checksum: "md5:00"}}})
+		Expect(err).To(MatchError(ContainSubstring("table a: checksum \"md5:00\": unknown algorithm")))
+		_, err = AlgorithmOf(Stats{Tables: []TableStats{{Table: "a", Checksum: zeroChecksum}, {Table: "b", Checksum: zeroSHA256Checksum}}})
+		Expect(err).To(MatchError(ContainSubstring("table b: checksum made with sha256sum, other tables with xxh3sum")))
 	})
 
 	It("accepts a dump whose last line has no newline", func() {
@@ -295,7 +345,9 @@ var _ = Describe("Filter", func() {
 	It("does not allocate per row", func() {
 		rows := []byte(strings.Repeat("1\tsome value\t\\N\n", 1000))
 		var a acc
-		Expect(testing.AllocsPerRun(10, func() { hashRows(&a, rows) })).To(BeZero())
+		for _, alg := range []Algorithm{XXH3, SHA256} {
+			Expect(testing.AllocsPerRun(10, func() { hashRows(alg, &a, rows) })).To(BeZero(), string(alg))
+		}
 	})
 })
 
