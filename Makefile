@@ -90,6 +90,10 @@ test-unit: ## Only the unit specs (no harness needed).
 test-integration: tools-test ## Only the integration and validation specs (envtest + PostgreSQL + restic).
 	$(GINKGO) $(GINKGO_FLAGS) ./e2e/local
 
+.PHONY: test-cluster
+test-cluster: ## One tenant's whole life (the demo's) against the cluster in KUBECONFIG where custos is installed; skipped without KUBECONFIG.
+	$(GINKGO) -v --label-filter=cluster ./e2e/cluster
+
 .PHONY: demo
 demo: tools-test ## A sample clinic from provisioning to its certificate of destruction, all on this machine (about 2-3 minutes).
 	go run ./hack/demo $(DEMO_FLAGS)
