@@ -95,6 +95,13 @@ var _ = Describe("A tenant's whole life on a real cluster", Label("cluster"), Or
 				GinkgoWriter.Printf("Tenant %s is left as it is: its exit has started (phase %s). custos finishes it; delete the Tenant once it is Destroyed: kubectl delete tenant %s\n", name, t.Status.Phase, name)
 				return
 			}
+			// custos holds no finalizer on a Tenant: one whose provisioning has begun is left for its exit to clean up.
+			var nss corev1.NamespaceList
+			if err := k8s.List(ctx, &nss, client.MatchingLabels{"custos.io/tenant": name}); err != nil || len(nss.Items) > 0 || t.Status.Database != nil {
+				GinkgoWriter.Printf("Tenant %s is left as it is: its provisioning has begun (namespaces %d, database %v). Its contract end %s starts its exit; delete it once it is Destroyed.\n",
+					name, len(nss.Items), t.Status.Database != nil, t.Spec.Contract.End.UTC().Format(time.RFC3339))
+				return
+			}
 			if err := k8s.Delete(ctx, t); err != nil {
 				GinkgoWriter.Printf("Tenant %s could not be deleted (%v).\nIt keeps its contract end %s: custos then exports or destroys its (test) data and the Tenant can be deleted once Destroyed; or set spec.contract.end now.\n",
 					name, err, t.Spec.Contract.End.UTC().Format(time.RFC3339))
@@ -176,6 +183,8 @@ var _ = Describe("A tenant's whole life on a real cluster", Label("cluster"), Or
 
 		if cfg.dataReturn == custosv1alpha1.DataReturnNone {
 			By("exit.dataReturn None: no export, nothing to acknowledge")
+			err := k8s.Get(ctx, client.ObjectKey{Name: name + "-exit"}, &custosv1alpha1.DataExport{})
+			Expect(apierrors.IsNotFound(err)).To(BeTrue(), "DataExport %s-exit exists (or cannot be read: %v) although exit.dataReturn is None", name, err)
 			return
 		}
 		de := &custosv1alpha1.DataExport{}
