@@ -17,6 +17,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/internal/restic"
+	"github.com/custos-io/custos/internal/storage"
 )
 
 // backend is how restic reaches a BackupLocation: the base URL (with rest-server credentials in it) and the
@@ -34,7 +35,9 @@ type backend struct {
 // Location reasons.
 const (
 	reasonNotWritable = "NotWritable"
-	reasonChecked     = "Reachable"
+	// reasonBucketMissing: an s3: location's bucket does not exist.
+	reasonBucketMissing = "BucketMissing"
+	reasonChecked       = "Reachable"
 )
 
 // resolveBackend reads the location's Secrets. A CA bundle is written into dir for restic.
@@ -92,6 +95,16 @@ func resolveBackend(ctx context.Context, r client.Reader, namespace string, bl *
 		}
 	}
 	return b, nil
+}
+
+// hasS3Keys reports whether the location's Secret gave S3 keys (without one, restic finds credentials its own way).
+func (b backend) hasS3Keys() bool {
+	for _, kv := range b.env {
+		if strings.HasPrefix(kv, "AWS_ACCESS_KEY_ID=") {
+			return true
+		}
+	}
+	return false
 }
 
 // repositoryURL is the tenant's repository at the location: <base>/<tenant>-<first 8 of uid>.
@@ -175,6 +188,19 @@ func (b backend) probe(ctx context.Context) error {
 		}
 		if resp.StatusCode >= 500 {
 			return &probeError{custosv1alpha1.ReasonUnreachable, fmt.Sprintf("%s answered HTTP %d", b.display, resp.StatusCode)}
+		}
+		if b.kind == "s3" && b.hasS3Keys() {
+			// The endpoint answers; now whether it accepts the keys, with one signed request to the bucket.
+			if err := storage.ProbeS3(ctx, b.display, b.env); err != nil {
+				var ae *storage.S3AccessError
+				switch {
+				case errors.As(err, &ae) && ae.MissingBucket():
+					return &probeError{reasonBucketMissing, fmt.Sprintf("%s: the bucket does not exist; create it (custos does not create buckets, and restic would retry a missing bucket for about 15 minutes)", b.display)}
+				case errors.As(err, &ae) && ae.Credentials():
+					return &probeError{custosv1alpha1.ReasonAuthenticationFailed, fmt.Sprintf("%s refused the credentials: %v", b.display, err)}
+				}
+				return &probeError{custosv1alpha1.ReasonUnreachable, err.Error()}
+			}
 		}
 		return nil
 	}

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -308,6 +309,7 @@ func (r *TenantBackupReconciler) collect(ctx context.Context, s *backupScope) {
 			task.NotBefore = &nb
 			lb := s.location(task.Location, roleOf(s, task.Location))
 			lb.LastError = fmt.Sprintf("%s: %s (attempt %d of %d)", task.Kind, task.LastError, task.Attempts, maxAttempts)
+			lb.LastErrorReason = errorReason(res.Err)
 			kept = append(kept, task)
 			continue
 		}
@@ -373,6 +375,7 @@ func answered(s *backupScope, task custosv1alpha1.BackupTask) *custosv1alpha1.Lo
 func (r *TenantBackupReconciler) givenUp(s *backupScope, task custosv1alpha1.BackupTask, err error) {
 	lb := answered(s, task)
 	lb.LastError = truncate(fmt.Sprintf("%s of %s gave up after %d attempts: %v", task.Kind, task.Slot.UTC().Format(time.RFC3339), task.Attempts, err), 4000)
+	lb.LastErrorReason = errorReason(err)
 	if task.Kind == custosv1alpha1.TaskDrill {
 		s.tenant.Status.LastDrill = &custosv1alpha1.RestoreDrillStatus{Time: metav1.NewTime(s.now), Slot: task.Slot.DeepCopy(), Succeeded: false, Message: truncate(err.Error(), 4000)}
 	}
@@ -401,7 +404,7 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 		log.FromContext(ctx).Error(err, "Unreadable task output", "kind", task.Kind)
 	}
 	lb := answered(s, task)
-	lb.LastError = ""
+	lb.LastError, lb.LastErrorReason = "", ""
 	for loc, sum := range out.Locations {
 		l := s.location(loc, roleOf(s, loc))
 		l.RepositoryID = sum.RepositoryID
@@ -435,7 +438,7 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 		ok := out.CheckError == ""
 		lb.LastCheckSucceeded = &ok
 		if !ok {
-			lb.LastError = "integrity check: " + out.CheckError
+			lb.LastError, lb.LastErrorReason = "integrity check: "+out.CheckError, reasonCheckFailed
 			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reasonCheckFailed, "Check", "%s: %s", task.Location, out.CheckError)
 		}
 	case custosv1alpha1.TaskDrill:
@@ -604,7 +607,7 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 		if lb != nil && lb.LastError != "" {
 			problems = append(problems, fmt.Sprintf("%s %s: %s", role, loc, lb.LastError))
 			if reason == "" {
-				reason = lastReason(lb.LastError)
+				reason = cmp.Or(lb.LastErrorReason, reasonTaskFailed)
 			}
 		}
 	}
@@ -656,23 +659,6 @@ func (r *TenantBackupReconciler) drain(ctx context.Context, base, t *custosv1alp
 		r.Runner.Forget(key)
 	}
 	return nil
-}
-
-// lastReason recovers a reason from a recorded error text (the runner's error values do not survive a restart).
-func lastReason(msg string) string {
-	for _, c := range []struct{ needle, reason string }{
-		{"does not answer", custosv1alpha1.ReasonUnreachable},
-		{"wrong password", "WrongRepositoryPassword"},
-		{"exit code 12", "WrongRepositoryPassword"},
-		{"exit code 11", "RepositoryLocked"},
-		{"exit code 10", "RepositoryNotFound"},
-		{"refused the credentials", custosv1alpha1.ReasonAuthenticationFailed},
-	} {
-		if strings.Contains(msg, c.needle) {
-			return c.reason
-		}
-	}
-	return reasonTaskFailed
 }
 
 // SetupWithManager registers the reconciler. It runs as its own controller on Tenants: results of the runner

@@ -94,7 +94,7 @@ const (
 
 // ExportArtefact describes the bag.
 type ExportArtefact struct {
-	// location of the bag.
+	// location of the bag: its path on the export volume (the file custos export fetch copies).
 	Location string `json:"location"`
 	// sha256 of the bag file, lowercase hex.
 	// +kubebuilder:validation:Pattern=`^[a-f0-9]{64}$`
@@ -104,7 +104,8 @@ type ExportArtefact struct {
 	// payloadOxum is BagIt's "<octets>.<files>" of the payload.
 	// +optional
 	PayloadOxum string `json:"payloadOxum,omitempty"`
-	// files in the payload.
+	// files is the number of files in the bag's payload (data/): one CSV per table, datapackage.json,
+	// schema.sql, objects and the README.
 	// +optional
 	Files int32 `json:"files,omitempty"`
 }

@@ -62,7 +62,8 @@ type CertifiedTenant struct {
 	// +kubebuilder:validation:MaxLength=64
 	// +required
 	UID string `json:"uid"`
-	// displayName of the tenant.
+	// displayName is the customer's name as the Tenant gave it (spec.displayName), so a reader of the
+	// certificate knows whose data it is about.
 	// +kubebuilder:validation:MaxLength=256
 	// +optional
 	DisplayName string `json:"displayName,omitempty"`
@@ -83,7 +84,8 @@ type CertificateSubject struct {
 
 // DSSEEnvelope is a Dead Simple Signing Envelope (https://github.com/secure-systems-lab/dsse).
 type DSSEEnvelope struct {
-	// payloadType of the payload.
+	// payloadType is the DSSE payload type: the payload is an in-toto Statement (JSON). It is part of what is
+	// signed (DSSE's pre-authentication encoding), so it cannot be changed without breaking the signature.
 	// +kubebuilder:validation:Enum="application/vnd.in-toto+json"
 	// +required
 	PayloadType string `json:"payloadType"`

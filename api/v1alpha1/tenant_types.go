@@ -378,7 +378,8 @@ type LocationBackupStatus struct {
 	// repositoryID is restic's id of the tenant's repository at this location.
 	// +optional
 	RepositoryID string `json:"repositoryID,omitempty"`
-	// snapshots in the repository.
+	// snapshots is the number of restic snapshots of this tenant in the repository after the latest task (a
+	// slot makes two: the database dump and the objects).
 	// +optional
 	Snapshots int32 `json:"snapshots,omitempty"`
 	// oldest snapshot's time.
@@ -419,6 +420,14 @@ type LocationBackupStatus struct {
 	// +kubebuilder:validation:MaxLength=4096
 	// +optional
 	LastError string `json:"lastError,omitempty"`
+	// lastErrorReason classifies lastError in one word, and is the BackupsHealthy reason it causes when no
+	// snapshot is too old: Unreachable, AuthenticationFailed, TLSFailed, NotWritable, SecretMissing,
+	// JurisdictionRefused (the location), WrongRepositoryPassword, RepositoryLocked, RepositoryNotFound,
+	// PartialBackup, ResticFailed (restic's exit code), IntegrityCheckFailed, or TaskFailed (anything else).
+	// Cleared with lastError.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	LastErrorReason string `json:"lastErrorReason,omitempty"`
 }
 
 // TaskKind is a kind of backup work.
@@ -449,7 +458,8 @@ type BackupTask struct {
 	// startedAt is when the latest attempt started.
 	// +optional
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
-	// attempts made so far.
+	// attempts is the number of attempts started for this slot, including a running one; a task is given up
+	// after 3.
 	// +optional
 	Attempts int32 `json:"attempts,omitempty"`
 	// notBefore delays the next attempt after a failure.
@@ -468,10 +478,10 @@ type RestoreDrillStatus struct {
 	// slot is the scheduled drill this result answers.
 	// +optional
 	Slot *metav1.Time `json:"slot,omitempty"`
-	// tables compared.
+	// tables is the number of tables whose row count and checksum were compared.
 	// +optional
 	Tables int32 `json:"tables,omitempty"`
-	// snapshot that was restored.
+	// snapshot is the restic id of the database snapshot that was restored.
 	// +optional
 	Snapshot string `json:"snapshot,omitempty"`
 	// succeeded is true when every table's row count and checksum matched what was recorded at backup time.
@@ -535,7 +545,7 @@ type ExitStep struct {
 	Action string `json:"action"`
 	// startedAt is when it was first started.
 	StartedAt metav1.Time `json:"startedAt"`
-	// attempts so far.
+	// attempts is the number of times the step was started, counting restarts of the manager.
 	// +optional
 	Attempts int32 `json:"attempts,omitempty"`
 	// lastError of the latest attempt.
@@ -574,15 +584,17 @@ type DestroyedLocation struct {
 	Jurisdiction string `json:"jurisdiction,omitempty"`
 	// method is the NIST SP 800-88 category: Clear or Purge.
 	Method SanitizationMethod `json:"method"`
-	// technique says what was done.
+	// technique says in words what was done to the data, e.g. "sessions ended; DROP DATABASE … WITH (FORCE)"
+	// for a database, or how a backup repository's snapshots, objects and key were removed.
 	// +kubebuilder:validation:MaxLength=1024
 	Technique string `json:"technique"`
 	// tool and its version.
 	// +kubebuilder:validation:MaxLength=256
 	// +optional
 	Tool string `json:"tool,omitempty"`
-	// startedAt and completedAt of the destruction.
-	StartedAt   metav1.Time `json:"startedAt"`
+	// startedAt is when the destruction of this location started.
+	StartedAt metav1.Time `json:"startedAt"`
+	// completedAt is when it was verified complete.
 	CompletedAt metav1.Time `json:"completedAt"`
 	// verification says how absence was checked and what was seen.
 	// +kubebuilder:validation:MaxLength=1024

@@ -20,6 +20,7 @@ import (
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/internal/backup"
 	"github.com/custos-io/custos/internal/restic"
+	"github.com/custos-io/custos/internal/storage"
 	"github.com/custos-io/custos/internal/testharness"
 )
 
@@ -279,6 +280,7 @@ var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 		c := condition(ctx, tenant, custosv1alpha1.ConditionBackupsHealthy)
 		Eventually(c).WithTimeout(3 * time.Minute).Should(haveStatus(metav1.ConditionFalse, "WrongRepositoryPassword"))
 		Expect(c(Default).Message).To(ContainSubstring(primaryName))
+		Expect(location(ctx, primaryName)(Default).LastErrorReason).To(Equal("WrongRepositoryPassword"))
 		after, err := right.Snapshots(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(len(after)).To(BeNumerically(">=", len(before)), "nothing was deleted")
@@ -307,11 +309,150 @@ var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 		c := condition(ctx, tenant, custosv1alpha1.ConditionBackupsHealthy)
 		Eventually(c).WithTimeout(3 * time.Minute).Should(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonUnreachable))
 		Expect(c(Default).Message).To(And(ContainSubstring(offsiteName), ContainSubstring("does not answer")))
+		Expect(location(ctx, offsiteName)(Default).LastErrorReason).To(Equal(custosv1alpha1.ReasonUnreachable))
 		Eventually(func(g Gomega) {
 			lb := location(ctx, primaryName)(g)
 			g.Expect(lb.Newest.Time).To(BeTemporally(">", stoppedAt))
 			g.Expect(lb.LastError).To(BeEmpty())
 		}).WithTimeout(3 * time.Minute).Should(Succeed())
 		Eventually(func() bool { return has(ctx, repo(ctx, primaryName), old) }).WithTimeout(3 * time.Minute).WithPolling(5 * time.Second).Should(BeFalse())
+	})
+})
+
+var _ = Describe("Backups to an S3 location", Ordered, Label("integration", "backups", "s3"), func() {
+	const (
+		primaryName = "s3b-primary"
+		offsiteName = "s3b-offsite"
+		s3Policy    = "s3b-every-minute"
+		s3Server    = "s3b-pg"
+		credentials = "s3b-credentials"
+	)
+	var (
+		mgr        *runningManager
+		s3         *testharness.S3Server
+		bucket     string
+		primaryDir string
+		tenant     *custosv1alpha1.Tenant
+	)
+
+	offsite := func(ctx context.Context) restic.Repository {
+		GinkgoHelper()
+		var keys corev1.Secret
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: "custos-repo-" + tenant.Name}, &keys)).To(Succeed())
+		return restic.Repository{Binary: programs.Restic, URL: s3.Endpoint + "/" + bucket + "/" + tenant.Name + "-" + string(tenant.UID)[:8],
+			Password: string(keys.Data[offsiteName]), Env: s3.Env(), RetryLock: time.Minute}
+	}
+	offsiteStatus := func(ctx context.Context) func(Gomega) custosv1alpha1.LocationBackupStatus {
+		return func(g Gomega) custosv1alpha1.LocationBackupStatus {
+			g.Expect(k8s.Get(ctx, keyOf(tenant), tenant)).To(Succeed())
+			for _, lb := range tenant.Status.Backups {
+				if lb.Location == offsiteName {
+					return lb
+				}
+			}
+			return custosv1alpha1.LocationBackupStatus{}
+		}
+	}
+
+	BeforeAll(func(ctx SpecContext) {
+		var err error
+		s3, err = testharness.StartS3Server(ctx)
+		Expect(err).NotTo(HaveOccurred(), "versitygw is built by make tools-test")
+		DeferCleanup(s3.Stop)
+		bucket = "custos-offsite"
+		primaryDir = filepath.Join(GinkgoT().TempDir(), "primary")
+		mgr = startManager()
+		DeferCleanup(func() { mgr.stop() })
+
+		ensureObject(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: credentials, Namespace: managerNamespace},
+			StringData: map[string]string{"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": s3.SecretKey}})
+		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: primaryName},
+			Spec: custosv1alpha1.BackupLocationSpec{URL: primaryDir, Jurisdiction: "NL"}})
+		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: offsiteName},
+			Spec: custosv1alpha1.BackupLocationSpec{URL: s3.Endpoint + "/" + bucket, Jurisdiction: "DE",
+				CredentialsSecretRef: &custosv1alpha1.SecretReference{Name: credentials}}})
+		every := custosv1alpha1.Schedule{Cron: "* * * * *", TimeZone: "UTC"}
+		ensureObject(ctx, &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: s3Policy}, Spec: custosv1alpha1.RetentionPolicySpec{
+			Primary: custosv1alpha1.ObjectReference{Name: primaryName}, Offsite: &custosv1alpha1.ObjectReference{Name: offsiteName},
+			Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: "30d", MaxSnapshotAge: "26h",
+			AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
+		}})
+		databaseServerFor(ctx, s3Server, pg, "NL")
+
+		tenant = newTenant("s3b")
+		tenant.Spec.RetentionPolicyRef.Name = s3Policy
+		tenant.Spec.Database.ServerRef.Name = s3Server
+		Expect(k8s.Create(ctx, tenant)).To(Succeed())
+		expectReady(ctx, tenant)
+		conn, err := pgx.Connect(ctx, pg.URL(tenant.Status.Database.Name))
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, `CREATE TABLE visits AS SELECT g AS id, 'visit ' || g AS note FROM generate_series(1, 300) g`)
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	It("reports a missing bucket BucketMissing, the S3 location Ready once it exists, and wrong keys AuthenticationFailed", func(ctx SpecContext) {
+		oc := condition(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: offsiteName}}, custosv1alpha1.ConditionReady)
+		Eventually(oc).Should(haveStatus(metav1.ConditionFalse, "BucketMissing"))
+		Expect(oc(Default).Message).To(ContainSubstring("create it"))
+		Expect(storage.CreateS3Bucket(ctx, s3.Endpoint+"/"+bucket, s3.Env(), false)).To(Succeed())
+		Eventually(oc).WithTimeout(3 * time.Minute).Should(haveStatus(metav1.ConditionTrue, "Reachable"))
+
+		ensureObject(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: credentials + "-wrong", Namespace: managerNamespace},
+			StringData: map[string]string{"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": "not-the-secret-24680"}})
+		wrong := &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: "s3b-wrong-keys"},
+			Spec: custosv1alpha1.BackupLocationSpec{URL: s3.Endpoint + "/" + bucket, Jurisdiction: "DE",
+				CredentialsSecretRef: &custosv1alpha1.SecretReference{Name: credentials + "-wrong"}}}
+		ensureObject(ctx, wrong)
+		c := condition(ctx, wrong, custosv1alpha1.ConditionReady)
+		Eventually(c).Should(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonAuthenticationFailed))
+		Expect(c(Default).Message).To(And(ContainSubstring("refused the credentials"), ContainSubstring("SignatureDoesNotMatch"),
+			Not(ContainSubstring("not-the-secret-24680"))))
+	})
+
+	It("copies every slot into the bucket, checks it there, and expires a back-dated snapshot from it", func(ctx SpecContext) {
+		Eventually(func(g Gomega) {
+			lb := offsiteStatus(ctx)(g)
+			g.Expect(lb).To(And(
+				HaveField("Snapshots", BeNumerically(">=", 2)), HaveField("RepositoryID", Not(BeEmpty())), HaveField("Role", "Offsite"),
+				HaveField("LastCopy", Not(BeNil())), HaveField("LastCheckSucceeded", HaveValue(BeTrue())), HaveField("LastError", BeEmpty())),
+				"offsite status: %+v; tasks: %+v", lb, tenant.Status.Tasks)
+		}).WithTimeout(3 * time.Minute).Should(Succeed())
+		Eventually(condition(ctx, tenant, custosv1alpha1.ConditionBackupsHealthy)).WithTimeout(2 * time.Minute).
+			Should(haveStatus(metav1.ConditionTrue, "SnapshotsFresh"))
+
+		By("finding the dump in the bucket, readable with the offsite's own key")
+		r := offsite(ctx)
+		snaps, err := r.Snapshots(ctx, "tenant="+tenant.Name, "kind=db")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(snaps).NotTo(BeEmpty())
+		var dump bytes.Buffer
+		Expect(r.Dump(ctx, snaps[len(snaps)-1].ID, "/"+backup.DumpFile, &dump)).To(Succeed())
+		Expect(dump.String()).To(And(ContainSubstring(`COPY "public"."visits"`), ContainSubstring("300\tvisit 300")))
+		packs, err := filepath.Glob(filepath.Join(s3.Root, bucket, tenant.Name+"-"+string(tenant.UID)[:8], "data", "*", "*"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(packs).NotTo(BeEmpty(), "the repository's packs are objects in the bucket")
+
+		By("expiring a snapshot older than the window from the bucket")
+		at := time.Now().Add(-45 * 24 * time.Hour).UTC().Truncate(time.Second)
+		old := r
+		old.Dir = GinkgoT().TempDir()
+		Expect(os.WriteFile(filepath.Join(old.Dir, "old.sql"), []byte("-- a day long gone\n"), 0o600)).To(Succeed())
+		res, err := old.BackupDir(ctx, tenant.Name, []string{"tenant=" + tenant.Name, "kind=db", "slot=" + backup.SlotTag(at)}, at, ".")
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) []string {
+			snaps, err := r.Snapshots(ctx, "tenant="+tenant.Name)
+			g.Expect(err).NotTo(HaveOccurred())
+			ids := []string{}
+			for _, s := range snaps {
+				ids = append(ids, s.ID)
+			}
+			return ids
+		}).WithTimeout(3 * time.Minute).WithPolling(5 * time.Second).ShouldNot(ContainElement(res.SnapshotID))
+		Eventually(func(g Gomega) time.Time {
+			lb := offsiteStatus(ctx)(g)
+			g.Expect(lb.Oldest).NotTo(BeNil())
+			return lb.Oldest.Time
+		}).Should(BeTemporally(">", time.Now().Add(-30*24*time.Hour)))
 	})
 })

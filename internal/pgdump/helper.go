@@ -70,6 +70,8 @@ func runHelper(path string, args []string) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	growPipe(pr)
+	growPipe(os.Stdout)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin = nil
 	cmd.Stdout = pw

@@ -47,6 +47,11 @@ type s3Backend struct {
 
 // newS3Backend parses restic's s3: forms: s3:http(s)://endpoint/bucket/prefix and s3:endpoint/bucket/prefix (https).
 func newS3Backend(raw string, env []string) (*s3Backend, error) {
+	return parseS3(raw, env, false)
+}
+
+// parseS3 is newS3Backend; wholeBucket admits an address without a prefix (for reading, never for a shred).
+func parseS3(raw string, env []string, wholeBucket bool) (*s3Backend, error) {
 	b := &s3Backend{region: envValue(env, "AWS_DEFAULT_REGION")}
 	var host, rest string
 	useHTTP := false
@@ -74,11 +79,18 @@ func newS3Backend(raw string, env []string) (*s3Backend, error) {
 	if host == "" || bucket == "" {
 		return nil, fmt.Errorf("s3: repository %s: no endpoint or bucket", b.displayOf(prefix))
 	}
-	if prefix == "" || prefix == "." || prefix == "/" || strings.HasPrefix(prefix, "..") {
-		// A whole bucket is nobody's tenant repository: a wrong URL must not empty it.
-		return nil, fmt.Errorf("s3: repository %s: refusing to delete a whole bucket", b.displayOf(prefix))
+	switch {
+	case strings.HasPrefix(prefix, ".."):
+		return nil, fmt.Errorf("s3: repository %s: the path leaves the bucket", b.displayOf(prefix))
+	case prefix == "" || prefix == "." || prefix == "/":
+		if !wholeBucket {
+			// A whole bucket is nobody's tenant repository: a wrong URL must not empty it.
+			return nil, fmt.Errorf("s3: repository %s: refusing to delete a whole bucket", b.displayOf(prefix))
+		}
+		b.prefix = ""
+	default:
+		b.prefix = strings.Trim(prefix, "/") + "/"
 	}
-	b.prefix = strings.Trim(prefix, "/") + "/"
 	b.key = envValue(env, "AWS_ACCESS_KEY_ID")
 	b.secret = envValue(env, "AWS_SECRET_ACCESS_KEY")
 	b.token = envValue(env, "AWS_SESSION_TOKEN")
@@ -103,6 +115,68 @@ func (b *s3Backend) absence() string {
 		return fmt.Sprintf("ListObjectsV2 of bucket %s, prefix %s lists no object (the server keeps no versions)", b.bucket, b.prefix)
 	}
 	return fmt.Sprintf("ListObjectVersions of bucket %s, prefix %s lists no version and no delete marker", b.bucket, b.prefix)
+}
+
+// ProbeS3 sends one signed request (ListObjectsV2, one key) to the bucket of an s3: location base
+// (s3:endpoint/bucket[/prefix]) with the credentials in env, so that a BackupLocation reports wrong keys or a
+// missing bucket before any backup runs. A missing bucket matters: restic creates one at `init`, but before that
+// it reads the repository's config, and retries "the specified bucket does not exist" for about 15 minutes. The
+// error is an *S3AccessError when the server answered with an S3 error.
+func ProbeS3(ctx context.Context, base string, env []string) error {
+	b, err := parseS3(base, env, true)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"list-type": {"2"}, "max-keys": {"1"}}
+	if b.prefix != "" {
+		q.Set("prefix", b.prefix)
+	}
+	_, err = b.request(ctx, http.MethodGet, "", q)
+	var se *s3Error
+	if errors.As(err, &se) {
+		return &S3AccessError{Status: se.Status, Code: se.Code, msg: fmt.Sprintf("%s: HTTP %d %s: %s", b.displayOf(b.prefix), se.Status, se.Code, se.Message)}
+	}
+	return err
+}
+
+// S3AccessError is an S3 server's refusal of a probe.
+type S3AccessError struct {
+	Status int
+	Code   string // the S3 error code: InvalidAccessKeyId, SignatureDoesNotMatch, AccessDenied, …
+	msg    string
+}
+
+func (e *S3AccessError) Error() string { return e.msg }
+
+// MissingBucket reports whether the bucket does not exist.
+func (e *S3AccessError) MissingBucket() bool { return e.Code == "NoSuchBucket" }
+
+// CreateS3Bucket creates the bucket of an s3: address (a location base or a repository), with versioning on when
+// versioned. Platform tooling and tests use it; custos itself never creates buckets.
+func CreateS3Bucket(ctx context.Context, base string, env []string, versioned bool) error {
+	b, err := parseS3(base, env, true)
+	if err != nil {
+		return err
+	}
+	if _, err := b.send(ctx, http.MethodPut, "", nil, nil, "us-east-1"); err != nil {
+		return err
+	}
+	if !versioned {
+		return nil
+	}
+	conf := `<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>`
+	_, err = b.send(ctx, http.MethodPut, "", url.Values{"versioning": {""}}, []byte(conf), "us-east-1")
+	return err
+}
+
+// Credentials reports whether the server refused the credentials (rather than, say, failing).
+func (e *S3AccessError) Credentials() bool {
+	switch e.Code {
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken",
+		"XAdminUserNotFound": // versitygw's answer (HTTP 404) to an access key it does not know
+		return true
+	}
+	return e.Status == http.StatusForbidden || e.Status == http.StatusUnauthorized
 }
 
 // s3Error is an S3 error response.

@@ -426,77 +426,22 @@ func (s *ownRestServer) stop() {
 	}
 }
 
-// s3Server is versitygw serving a directory, with a directory of its own for object versions.
-type s3Server struct {
-	addr, root, versions string
-	env                  []string
-	cmd                  *exec.Cmd
-}
-
-func startS3Server(ctx context.Context) (*s3Server, error) {
-	bin, err := testharness.Tool("versitygw")
-	if err != nil {
-		return nil, err
-	}
-	port, err := testharness.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "custos-s3-")
-	if err != nil {
-		return nil, err
-	}
-	s := &s3Server{addr: fmt.Sprintf("127.0.0.1:%d", port), root: filepath.Join(dir, "root"), versions: filepath.Join(dir, "versions")}
-	for _, d := range []string{s.root, s.versions} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, err
-		}
-	}
-	const key, secret = "custos-test-key", "custos-test-secret-0123456789"
-	s.env = []string{"AWS_ACCESS_KEY_ID=" + key, "AWS_SECRET_ACCESS_KEY=" + secret}
-	log, err := os.Create(filepath.Join(dir, "versitygw.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	s.cmd = exec.Command(bin, "--access", key, "--secret", secret, "--port", s.addr, "posix", "--versioning-dir", s.versions, s.root)
-	s.cmd.Stdout, s.cmd.Stderr = log, log
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := testharness.WaitForPort(wctx, s.addr); err != nil {
-		s.stop()
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *s3Server) stop() {
-	if s.cmd.ProcessState == nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-	}
-	_ = os.RemoveAll(filepath.Dir(s.root))
-}
-
 // location is a new bucket on the server.
-func (s *s3Server) location(ctx context.Context, versioned bool) location {
+func s3Location(ctx context.Context, s *testharness.S3Server, versioned bool) location {
 	bucket := tenantName("bucket")
 	loc := location{
-		base: "s3:http://" + s.addr + "/" + bucket,
-		dir:  func(name string) string { return filepath.Join(s.root, bucket, name) },
-		env:  s.env,
+		base: s.Endpoint + "/" + bucket,
+		dir:  func(name string) string { return filepath.Join(s.Root, bucket, name) },
+		env:  s.Env(),
 	}
-	Expect(storage.CreateS3Bucket(ctx, loc.repo("x", ""), versioned)).To(Succeed())
+	Expect(storage.CreateS3Bucket(ctx, loc.base, loc.env, versioned)).To(Succeed())
 	if versioned {
-		loc.versionsDir = func(name string) string { return filepath.Join(s.versions, bucket, name) }
+		loc.versionsDir = func(name string) string { return filepath.Join(s.Versions, bucket, name) }
 	}
 	return loc
 }
 
-var s3 *s3Server
+var s3 *testharness.S3Server
 
 var _ = Describe("Shred of a repository in S3", func() {
 	BeforeEach(func(ctx SpecContext) {
@@ -504,20 +449,20 @@ var _ = Describe("Shred of a repository in S3", func() {
 			return
 		}
 		var err error
-		if s3, err = startS3Server(ctx); err != nil {
+		if s3, err = testharness.StartS3Server(ctx); err != nil {
 			Skip(fmt.Sprintf("no S3 server: %v", err))
 		}
 	})
 
 	Context("in a bucket without versioning", func() {
-		shredSpecs("s3", func(ctx context.Context) location { return s3.location(ctx, false) })
+		shredSpecs("s3", func(ctx context.Context) location { return s3Location(ctx, s3, false) })
 	})
 
 	Context("in a bucket with versioning", func() {
-		shredSpecs("s3 versioned", func(ctx context.Context) location { return s3.location(ctx, true) })
+		shredSpecs("s3 versioned", func(ctx context.Context) location { return s3Location(ctx, s3, true) })
 
 		It("deletes every noncurrent version and delete marker", func(ctx SpecContext) {
-			loc := s3.location(ctx, true)
+			loc := s3Location(ctx, s3, true)
 			name := tenantName("versions")
 			repo := newRepo(ctx, loc.repo(name, "key-of-versions"), 3)
 			// Expiry before the exit: forget and prune, which leave old versions behind in a versioned bucket.
@@ -538,14 +483,41 @@ var _ = Describe("Shred of a repository in S3", func() {
 	})
 
 	It("refuses a whole bucket", func(ctx SpecContext) {
-		for _, u := range []string{"s3:http://" + s3.addr + "/bucket", "s3:http://" + s3.addr + "/bucket/", "s3:s3.example.com/bucket"} {
-			_, err := storage.Shred(ctx, restic.Repository{Binary: resticBin, URL: u, Password: "k", Env: s3.env}, nil)
+		for _, u := range []string{s3.Endpoint + "/bucket", s3.Endpoint + "/bucket/", "s3:s3.example.com/bucket"} {
+			_, err := storage.Shred(ctx, restic.Repository{Binary: resticBin, URL: u, Password: "k", Env: s3.Env()}, nil)
 			Expect(err).To(MatchError(ContainSubstring("whole bucket")), u)
 		}
 	})
 
+	It("probes a location's bucket with the keys: accepted, refused, a bucket that does not exist", func(ctx SpecContext) {
+		loc := s3Location(ctx, s3, false)
+		Expect(storage.ProbeS3(ctx, loc.base, s3.Env())).To(Succeed())
+		Expect(storage.ProbeS3(ctx, loc.base+"/some/prefix", s3.Env())).To(Succeed())
+		err := storage.ProbeS3(ctx, s3.Endpoint+"/"+tenantName("not-yet"), s3.Env())
+		var ae *storage.S3AccessError
+		Expect(errors.As(err, &ae)).To(BeTrue(), "%v", err)
+		Expect(ae.MissingBucket()).To(BeTrue())
+		Expect(ae.Credentials()).To(BeFalse())
+
+		err = storage.ProbeS3(ctx, loc.base, []string{"AWS_ACCESS_KEY_ID=" + s3.AccessKey, "AWS_SECRET_ACCESS_KEY=not-the-secret-987654"})
+		Expect(errors.As(err, &ae)).To(BeTrue(), "%v", err)
+		Expect(ae.Credentials()).To(BeTrue())
+		Expect(err.Error()).To(ContainSubstring("SignatureDoesNotMatch"))
+		Expect(err.Error()).NotTo(ContainSubstring("not-the-secret-987654"))
+		err = storage.ProbeS3(ctx, loc.base, []string{"AWS_ACCESS_KEY_ID=nobody", "AWS_SECRET_ACCESS_KEY=x"})
+		Expect(errors.As(err, &ae)).To(BeTrue(), "%v", err)
+		Expect(ae.Credentials()).To(BeTrue(), "%v", err)
+
+		Expect(storage.ProbeS3(ctx, loc.base+"/../elsewhere", s3.Env())).To(MatchError(ContainSubstring("leaves the bucket")))
+		port, err := testharness.FreePort()
+		Expect(err).NotTo(HaveOccurred())
+		err = storage.ProbeS3(ctx, fmt.Sprintf("s3:http://127.0.0.1:%d/bucket", port), s3.Env())
+		Expect(err).To(HaveOccurred())
+		Expect(errors.As(err, &ae)).To(BeFalse())
+	})
+
 	It("keeps the secret key out of errors", func(ctx SpecContext) {
-		loc := s3.location(ctx, false)
+		loc := s3Location(ctx, s3, false)
 		repo := loc.repo(tenantName("badkey"), "k")
 		repo.Env = []string{"AWS_ACCESS_KEY_ID=custos-test-key", "AWS_SECRET_ACCESS_KEY=not-the-secret-987654"}
 		_, err := storage.Shred(ctx, repo, nil)
@@ -555,7 +527,5 @@ var _ = Describe("Shred of a repository in S3", func() {
 })
 
 var _ = AfterSuite(func() {
-	if s3 != nil {
-		s3.stop()
-	}
+	s3.Stop()
 })
