@@ -94,6 +94,10 @@ test-integration: tools-test ## Only the integration and validation specs (envte
 test-cluster: ## One tenant's whole life (the demo's) against the cluster in KUBECONFIG where custos is installed; skipped without KUBECONFIG.
 	$(GINKGO) -v --label-filter=cluster ./e2e/cluster
 
+.PHONY: test-cluster-local
+test-cluster-local: tools-test ## e2e/cluster against a stand-in cluster on this machine (harness API server, PostgreSQL, manager in-process; about 4 minutes).
+	go run ./hack/cluster-local
+
 .PHONY: demo
 demo: tools-test ## A sample clinic from provisioning to its certificate of destruction, all on this machine (about 2-3 minutes).
 	go run ./hack/demo $(DEMO_FLAGS)
