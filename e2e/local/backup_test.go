@@ -24,6 +24,40 @@ import (
 	"github.com/custos-io/custos/internal/testharness"
 )
 
+// everyMinutePolicy is a RetentionPolicy whose snapshot, copy and expiry run every minute, keeping 30 days.
+func everyMinutePolicy(ctx context.Context, name, primary, offsite string) {
+	every := custosv1alpha1.Schedule{Cron: "* * * * *", TimeZone: "UTC"}
+	ensureObject(ctx, &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: custosv1alpha1.RetentionPolicySpec{
+		Primary: custosv1alpha1.ObjectReference{Name: primary}, Offsite: &custosv1alpha1.ObjectReference{Name: offsite},
+		Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: "30d", MaxSnapshotAge: "26h",
+		AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
+	}})
+}
+
+// locationStatusOf reads the tenant's status at one location (empty until custos reports on it).
+func locationStatusOf(ctx context.Context, tenant *custosv1alpha1.Tenant, loc string) func(Gomega) custosv1alpha1.LocationBackupStatus {
+	return func(g Gomega) custosv1alpha1.LocationBackupStatus {
+		g.Expect(k8s.Get(ctx, keyOf(tenant), tenant)).To(Succeed())
+		for _, lb := range tenant.Status.Backups {
+			if lb.Location == loc {
+				return lb
+			}
+		}
+		return custosv1alpha1.LocationBackupStatus{}
+	}
+}
+
+// backdateSnapshot adds a small db snapshot of the tenant taken age ago to r, and returns its id.
+func backdateSnapshot(ctx context.Context, r restic.Repository, tenant string, age time.Duration) string {
+	GinkgoHelper()
+	at := time.Now().Add(-age).UTC().Truncate(time.Second)
+	r.Dir = GinkgoT().TempDir()
+	Expect(os.WriteFile(filepath.Join(r.Dir, "old.sql"), []byte("-- a day long gone\n"), 0o600)).To(Succeed())
+	res, err := r.BackupDir(ctx, tenant, []string{"tenant=" + tenant, "kind=db", "slot=" + backup.SlotTag(at)}, at, ".")
+	Expect(err).NotTo(HaveOccurred())
+	return res.SnapshotID
+}
+
 var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 	const (
 		primaryName = "bk-primary"
@@ -50,15 +84,7 @@ var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 		return restic.Repository{Binary: programs.Restic, URL: url, Password: string(keys.Data[loc]), RetryLock: time.Minute}
 	}
 	location := func(ctx context.Context, loc string) func(Gomega) custosv1alpha1.LocationBackupStatus {
-		return func(g Gomega) custosv1alpha1.LocationBackupStatus {
-			g.Expect(k8s.Get(ctx, keyOf(tenant), tenant)).To(Succeed())
-			for _, lb := range tenant.Status.Backups {
-				if lb.Location == loc {
-					return lb
-				}
-			}
-			return custosv1alpha1.LocationBackupStatus{}
-		}
+		return locationStatusOf(ctx, tenant, loc)
 	}
 	slotCounts := func(ctx context.Context, r restic.Repository, slot time.Time) map[string]int {
 		GinkgoHelper()
@@ -72,12 +98,7 @@ var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 	}
 	backdate := func(ctx context.Context, r restic.Repository, age time.Duration) string {
 		GinkgoHelper()
-		at := time.Now().Add(-age).UTC().Truncate(time.Second)
-		r.Dir = GinkgoT().TempDir()
-		Expect(os.WriteFile(filepath.Join(r.Dir, "old.sql"), []byte("-- a day long gone\n"), 0o600)).To(Succeed())
-		res, err := r.BackupDir(ctx, tenant.Name, []string{"tenant=" + tenant.Name, "kind=db", "slot=" + backup.SlotTag(at)}, at, ".")
-		Expect(err).NotTo(HaveOccurred())
-		return res.SnapshotID
+		return backdateSnapshot(ctx, r, tenant.Name, age)
 	}
 	has := func(ctx context.Context, r restic.Repository, id string) bool {
 		snaps, err := r.Snapshots(ctx, "tenant="+tenant.Name)
@@ -103,12 +124,7 @@ var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 			Spec: custosv1alpha1.BackupLocationSpec{URL: primaryDir, Jurisdiction: "NL"}})
 		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: offsiteName},
 			Spec: custosv1alpha1.BackupLocationSpec{URL: offsiteSrv.URL, Jurisdiction: "DE"}})
-		every := custosv1alpha1.Schedule{Cron: "* * * * *", TimeZone: "UTC"}
-		ensureObject(ctx, &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: bkPolicy}, Spec: custosv1alpha1.RetentionPolicySpec{
-			Primary: custosv1alpha1.ObjectReference{Name: primaryName}, Offsite: &custosv1alpha1.ObjectReference{Name: offsiteName},
-			Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: "30d", MaxSnapshotAge: "26h",
-			AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
-		}})
+		everyMinutePolicy(ctx, bkPolicy, primaryName, offsiteName)
 		databaseServerFor(ctx, bkServer, pg, "NL")
 
 		tenant = newTenant("bk")
@@ -346,15 +362,7 @@ var _ = Describe("Backups to an S3 location", Ordered, Label("integration", "bac
 			Password: string(keys.Data[offsiteName]), Env: s3.Env(), RetryLock: time.Minute}
 	}
 	offsiteStatus := func(ctx context.Context) func(Gomega) custosv1alpha1.LocationBackupStatus {
-		return func(g Gomega) custosv1alpha1.LocationBackupStatus {
-			g.Expect(k8s.Get(ctx, keyOf(tenant), tenant)).To(Succeed())
-			for _, lb := range tenant.Status.Backups {
-				if lb.Location == offsiteName {
-					return lb
-				}
-			}
-			return custosv1alpha1.LocationBackupStatus{}
-		}
+		return locationStatusOf(ctx, tenant, offsiteName)
 	}
 
 	BeforeAll(func(ctx SpecContext) {
@@ -374,12 +382,7 @@ var _ = Describe("Backups to an S3 location", Ordered, Label("integration", "bac
 		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: offsiteName},
 			Spec: custosv1alpha1.BackupLocationSpec{URL: s3.Endpoint + "/" + bucket, Jurisdiction: "DE",
 				CredentialsSecretRef: &custosv1alpha1.SecretReference{Name: credentials}}})
-		every := custosv1alpha1.Schedule{Cron: "* * * * *", TimeZone: "UTC"}
-		ensureObject(ctx, &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: s3Policy}, Spec: custosv1alpha1.RetentionPolicySpec{
-			Primary: custosv1alpha1.ObjectReference{Name: primaryName}, Offsite: &custosv1alpha1.ObjectReference{Name: offsiteName},
-			Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: "30d", MaxSnapshotAge: "26h",
-			AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
-		}})
+		everyMinutePolicy(ctx, s3Policy, primaryName, offsiteName)
 		databaseServerFor(ctx, s3Server, pg, "NL")
 
 		tenant = newTenant("s3b")
@@ -437,12 +440,7 @@ var _ = Describe("Backups to an S3 location", Ordered, Label("integration", "bac
 		Expect(packs).NotTo(BeEmpty(), "the repository's packs are objects in the bucket")
 
 		By("expiring a snapshot older than the window from the bucket")
-		at := time.Now().Add(-45 * 24 * time.Hour).UTC().Truncate(time.Second)
-		old := r
-		old.Dir = GinkgoT().TempDir()
-		Expect(os.WriteFile(filepath.Join(old.Dir, "old.sql"), []byte("-- a day long gone\n"), 0o600)).To(Succeed())
-		res, err := old.BackupDir(ctx, tenant.Name, []string{"tenant=" + tenant.Name, "kind=db", "slot=" + backup.SlotTag(at)}, at, ".")
-		Expect(err).NotTo(HaveOccurred())
+		oldID := backdateSnapshot(ctx, r, tenant.Name, 45*24*time.Hour)
 		Eventually(func(g Gomega) []string {
 			snaps, err := r.Snapshots(ctx, "tenant="+tenant.Name)
 			g.Expect(err).NotTo(HaveOccurred())
@@ -451,7 +449,7 @@ var _ = Describe("Backups to an S3 location", Ordered, Label("integration", "bac
 				ids = append(ids, s.ID)
 			}
 			return ids
-		}).WithTimeout(3 * time.Minute).WithPolling(5 * time.Second).ShouldNot(ContainElement(res.SnapshotID))
+		}).WithTimeout(3 * time.Minute).WithPolling(5 * time.Second).ShouldNot(ContainElement(oldID))
 		Eventually(func(g Gomega) time.Time {
 			lb := offsiteStatus(ctx)(g)
 			g.Expect(lb.Oldest).NotTo(BeNil())
