@@ -287,8 +287,9 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		Eventually(exportPhase(ctx, adhoc)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
 		bag := adhoc.Status.Artefact.Location
 		Expect(bag).To(BeARegularFile())
-		adhoc.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: sha256File(bag), ReceivedBy: "dr. Jansen"}
-		Expect(k8s.Update(ctx, adhoc)).To(Succeed())
+		updateSpec(ctx, adhoc, func() {
+			adhoc.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: sha256File(bag), ReceivedBy: "dr. Jansen"}
+		})
 		Eventually(exportPhase(ctx, adhoc)).WithTimeout(30 * time.Second).Should(Equal(custosv1alpha1.ExportExpired))
 		Expect(adhoc.Status.AcknowledgedAt).NotTo(BeNil())
 		Expect(bag).NotTo(BeAnExistingFile())
@@ -309,8 +310,7 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		Expect(sha256File(de.Status.Artefact.Location)).To(Equal(de.Status.Artefact.SHA256))
 
 		By("a wrong receipt destroys nothing")
-		de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: strings.Repeat("0", 64)}
-		Expect(k8s.Update(ctx, de)).To(Succeed())
+		updateSpec(ctx, de, func() { de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: strings.Repeat("0", 64)} })
 		Eventually(condition(ctx, t, custosv1alpha1.ConditionReady)).Should(haveStatus(metav1.ConditionFalse, "ReceiptMismatch"))
 		Consistently(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
@@ -322,9 +322,9 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		Expect(conn.Close(ctx)).To(Succeed())
 
 		By("the right receipt lets the exit finish")
-		Expect(k8s.Get(ctx, keyOf(de), de)).To(Succeed())
-		de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: sha256File(de.Status.Artefact.Location), ReceivedBy: "Clinic privacy officer"}
-		Expect(k8s.Update(ctx, de)).To(Succeed())
+		updateSpec(ctx, de, func() {
+			de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: sha256File(de.Status.Artefact.Location), ReceivedBy: "Clinic privacy officer"}
+		})
 		Eventually(phase(ctx, t)).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Equal(custosv1alpha1.TenantDestroyed))
 		Expect(t.Status.Exit.ExportAcknowledgeTimedOut).To(BeFalse())
 		Expect(t.Status.Exit.ExportAcknowledgedAt).NotTo(BeNil())
@@ -406,8 +406,7 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		Eventually(exportPhase(ctx, de)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
 		By("setting the hold while the exit waits for the receipt, then giving the receipt")
 		updateSpec(ctx, t, func() { t.Spec.LegalHold = &custosv1alpha1.LegalHold{Reason: "court order 2026/117"} })
-		de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: de.Status.Artefact.SHA256}
-		Expect(k8s.Update(ctx, de)).To(Succeed())
+		updateSpec(ctx, de, func() { de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: de.Status.Artefact.SHA256} })
 		Eventually(condition(ctx, t, custosv1alpha1.ConditionLegalHold)).Should(haveStatus(metav1.ConditionTrue, custosv1alpha1.ReasonLegalHoldActive))
 		Eventually(phase(ctx, t)).Should(Equal(custosv1alpha1.TenantPurging))
 		Consistently(func(g Gomega) {
@@ -433,8 +432,9 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		endContract(ctx, t)
 		de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-exit"}}
 		Eventually(exportPhase(ctx, de)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
-		de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: sha256File(de.Status.Artefact.Location)}
-		Expect(k8s.Update(ctx, de)).To(Succeed())
+		updateSpec(ctx, de, func() {
+			de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: sha256File(de.Status.Artefact.Location)}
+		})
 		Eventually(phase(ctx, t)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.TenantAwaitingBackupExpiry))
 		Expect(t.Status.Exit.BackupsGoneBy).NotTo(BeNil())
 		var newest time.Time

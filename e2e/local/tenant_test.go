@@ -52,8 +52,9 @@ func newTenant(prefix string) *custosv1alpha1.Tenant {
 	}
 }
 
-// updateSpec changes a Tenant's spec, reading it again when a controller wrote its status in between.
-func updateSpec(ctx context.Context, t *custosv1alpha1.Tenant, mutate func()) {
+// updateSpec changes an object's spec, reading it again when a controller wrote its status in between
+// (a status write moves the resourceVersion too, so an Update from an older read would conflict).
+func updateSpec(ctx context.Context, t client.Object, mutate func()) {
 	GinkgoHelper()
 	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
@@ -474,9 +475,7 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 			Expect(down.Pause()).To(Succeed())
 			s := &custosv1alpha1.DatabaseServer{ObjectMeta: metav1.ObjectMeta{Name: "pg-down"}}
 			// The server is rechecked on its own schedule; a spec change makes it look now.
-			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(s), s)).To(Succeed())
-			s.Spec.Region = "Frankfurt"
-			Expect(k8s.Update(ctx, s)).To(Succeed())
+			updateSpec(ctx, s, func() { s.Spec.Region = "Frankfurt" })
 			Eventually(condition(ctx, s, custosv1alpha1.ConditionReady)).WithTimeout(30 * time.Second).
 				Should(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonUnreachable))
 			Eventually(condition(ctx, t, custosv1alpha1.ConditionDatabaseReady)).WithTimeout(90 * time.Second).
@@ -510,8 +509,14 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 		By("allowing the delete once Destroyed")
 		mgr.stop() // the provisioning controller must not see a phase it does not own being set by hand
 		DeferCleanup(func() { mgr = startManager() })
-		t.Status.Phase = custosv1alpha1.TenantDestroyed
-		Expect(k8s.Status().Update(ctx, t)).To(Succeed())
+		// Read again: the controller may have written status between the first Get and its stop.
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
+				return err
+			}
+			t.Status.Phase = custosv1alpha1.TenantDestroyed
+			return k8s.Status().Update(ctx, t)
+		})).To(Succeed())
 		Eventually(func() error { return k8s.Delete(ctx, t) }).WithTimeout(10 * time.Second).Should(Succeed())
 	})
 })
