@@ -141,18 +141,25 @@ type SnapshotResult struct {
 
 // Meta is tables.json in an objects snapshot.
 type Meta struct {
-	Tenant     string       `json:"tenant"`
-	Slot       time.Time    `json:"slot"`
-	DBSnapshot string       `json:"dbSnapshot"`
-	Database   string       `json:"database"`
-	Stats      pgdump.Stats `json:"stats"`
+	Tenant string    `json:"tenant"`
+	Slot   time.Time `json:"slot"`
+	// DBSnapshot is the database snapshot of the slot; only snapshots of older versions have it (the slot tag is
+	// what pairs the two).
+	DBSnapshot string `json:"dbSnapshot,omitempty"`
+	Database   string `json:"database"`
+	// Checksums is the algorithm the database snapshot's rows were hashed with. Its figures are the last line of
+	// the dump (pgdump.TrailerPrefix), because the objects snapshot is taken while the dump runs.
+	Checksums pgdump.Algorithm `json:"checksums,omitempty"`
+	// Stats are the figures, in snapshots of older versions, which took the objects snapshot after the dump.
+	Stats *pgdump.Stats `json:"stats,omitempty"`
 }
 
 // Snapshot takes the slot's snapshot: the database through pg_dump (plain format, which restic deduplicates and
 // compresses) run by restic itself, so a failing pg_dump records no snapshot, with row counts and checksums
-// computed from the same stream; then the objects and those figures as a second snapshot with the same slot
-// tag. A slot that already has both is not taken again; a database snapshot left without its objects by a crash
-// is forgotten and taken again.
+// computed from the same stream and appended to it as its last line; and, while the dump runs, the objects as a
+// second snapshot with the same slot tag (its restic start, key derivation and repository open then cost no
+// time). A slot that already has both is not taken again; one of the two left alone by a crash or a failed dump
+// is forgotten and the slot taken again.
 func Snapshot(ctx context.Context, repo restic.Repository, in SnapshotInput) (SnapshotResult, error) {
 	slotTags := []string{tag(TagTenant, in.Tenant), tag(TagSlot, SlotTag(in.Slot))}
 	var existing []restic.Snapshot
@@ -163,6 +170,7 @@ func Snapshot(ctx context.Context, repo restic.Repository, in SnapshotInput) (Sn
 		}
 	}
 	var db, objects *restic.Snapshot
+	var partial []string
 	for i := range existing {
 		switch existing[i].Tag(TagKind) {
 		case KindDB:
@@ -170,13 +178,14 @@ func Snapshot(ctx context.Context, repo restic.Repository, in SnapshotInput) (Sn
 		case KindObjects:
 			objects = &existing[i]
 		}
+		partial = append(partial, existing[i].ID)
 	}
 	if db != nil && objects != nil {
 		return SnapshotResult{DBSnapshot: db.ID, ObjectsSnapshot: objects.ID, Time: db.Time, Reused: true}, nil
 	}
-	if db != nil {
-		if err := repo.Forget(ctx, []string{db.ID}); err != nil {
-			return SnapshotResult{}, fmt.Errorf("forgetting the database snapshot a crash left without its objects: %w", err)
+	if len(partial) > 0 {
+		if err := repo.Forget(ctx, partial); err != nil {
+			return SnapshotResult{}, fmt.Errorf("forgetting the half of the slot a crash left: %w", err)
 		}
 	}
 
@@ -198,33 +207,53 @@ func Snapshot(ctx context.Context, repo restic.Repository, in SnapshotInput) (Sn
 	if err != nil {
 		return SnapshotResult{}, err
 	}
+	meta := Meta{Tenant: in.Tenant, Slot: in.Slot.UTC(), Database: in.Database.Name, Checksums: pgdump.XXH3}
+	if err := writeMeta(filepath.Join(dir, "meta"), meta, in.Objects); err != nil {
+		return SnapshotResult{}, err
+	}
+
+	// The objects snapshot runs beside the dump; a dump that fails cancels it, or forgets it when it was done.
+	octx, cancelObjects := context.WithCancel(ctx)
+	defer cancelObjects()
+	type objectsResult struct {
+		sum restic.Summary
+		err error
+	}
+	objectsDone := make(chan objectsResult, 1)
+	go func() {
+		metaRepo := repo
+		metaRepo.Dir = filepath.Join(dir, "meta")
+		sum, err := metaRepo.BackupDir(octx, in.Tenant, append([]string{tag(TagKind, KindObjects)}, slotTags...), in.At, MetaDir)
+		objectsDone <- objectsResult{sum, err}
+	}()
+
 	dumpRepo := repo
 	dumpRepo.Env = append(append(append([]string(nil), repo.Env...), env...), pgdump.StatsFileEnv+"="+statsFile)
 	sum, err := dumpRepo.Backup(ctx, restic.BackupStdin{
 		Filename: DumpFile, Host: in.Tenant, Time: in.At, Command: cmd,
 		Tags: append([]string{tag(TagKind, KindDB)}, slotTags...),
 	})
+	var stats pgdump.Stats
 	if err != nil {
-		return SnapshotResult{}, fmt.Errorf("database dump: %w", err)
+		err = fmt.Errorf("database dump: %w", err)
+	} else if stats, err = pgdump.ReadStatsFile(statsFile); err != nil {
+		err = fmt.Errorf("row counts of the dump: %w", err)
 	}
-	stats, err := pgdump.ReadStatsFile(statsFile)
 	if err != nil {
-		return SnapshotResult{}, fmt.Errorf("row counts of the dump: %w", err)
-	}
-
-	meta := Meta{Tenant: in.Tenant, Slot: in.Slot.UTC(), DBSnapshot: sum.SnapshotID, Database: in.Database.Name, Stats: stats}
-	if err := writeMeta(filepath.Join(dir, "meta"), meta, in.Objects); err != nil {
+		cancelObjects()
+		if o := <-objectsDone; o.err == nil && o.sum.SnapshotID != "" {
+			// Best effort: a retry of the slot forgets it too.
+			_ = repo.Forget(context.WithoutCancel(ctx), []string{o.sum.SnapshotID})
+		}
 		return SnapshotResult{}, err
 	}
-	metaRepo := repo
-	metaRepo.Dir = filepath.Join(dir, "meta")
-	osum, err := metaRepo.BackupDir(ctx, in.Tenant, append([]string{tag(TagKind, KindObjects)}, slotTags...), in.At, MetaDir)
-	if err != nil {
-		return SnapshotResult{}, fmt.Errorf("objects and row counts: %w", err)
+	o := <-objectsDone
+	if o.err != nil {
+		return SnapshotResult{}, fmt.Errorf("objects: %w", o.err)
 	}
 	res := SnapshotResult{
-		DBSnapshot: sum.SnapshotID, ObjectsSnapshot: osum.SnapshotID, Time: sum.BackupStart,
-		Tables: len(stats.Tables), DumpBytes: stats.Bytes, DataAdded: sum.DataAddedPacked + osum.DataAddedPacked,
+		DBSnapshot: sum.SnapshotID, ObjectsSnapshot: o.sum.SnapshotID, Time: sum.BackupStart,
+		Tables: len(stats.Tables), DumpBytes: stats.Bytes, DataAdded: sum.DataAddedPacked + o.sum.DataAddedPacked,
 	}
 	if !in.At.IsZero() {
 		res.Time = in.At

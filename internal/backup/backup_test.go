@@ -1,9 +1,13 @@
 package backup_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -11,6 +15,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/custos-io/custos/internal/backup"
+	"github.com/custos-io/custos/internal/pgdump"
 	"github.com/custos-io/custos/internal/restic"
 )
 
@@ -161,6 +166,83 @@ var _ = Describe("Backups of a tenant", Ordered, func() {
 		var n int
 		Expect(conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = 'custos_drill_clinic_a'").Scan(&n)).To(Succeed())
 		Expect(n).To(BeZero(), "the scratch database is dropped")
+	})
+
+	Context("a snapshot taken by hand", func() {
+		var (
+			repo restic.Repository
+			dump []byte
+		)
+		BeforeAll(func(ctx SpecContext) {
+			repo = restic.Repository{Binary: resticBin, URL: filepath.Join(tmp, "by-hand"), Password: "by-hand-key"}
+			_, _, err := backup.Open(ctx, repo, nil)
+			Expect(err).NotTo(HaveOccurred())
+			env, err := db.Conn.LibpqEnv(db.Name, "test", tmp)
+			Expect(err).NotTo(HaveOccurred())
+			cmd := exec.CommandContext(ctx, pgDump, "--format=plain", "--no-password", "--quote-all-identifiers")
+			cmd.Env = append(os.Environ(), env...)
+			dump, err = cmd.Output()
+			Expect(err).NotTo(HaveOccurred())
+		})
+		// slot stores stream as the slot's database snapshot and meta as its tables.json, as a version of custos
+		// (or a fault) would have left them.
+		slot := func(ctx context.Context, tenant string, stream []byte, meta backup.Meta) {
+			at := todaySlot
+			tags := []string{"tenant=" + tenant, "slot=" + backup.SlotTag(at)}
+			file := filepath.Join(tmp, tenant+".sql")
+			Expect(os.WriteFile(file, stream, 0o600)).To(Succeed())
+			_, err := repo.Backup(ctx, restic.BackupStdin{Filename: backup.DumpFile, Host: tenant, Command: []string{"cat", file},
+				Tags: append([]string{"kind=db"}, tags...)})
+			Expect(err).NotTo(HaveOccurred())
+			metaDir := filepath.Join(tmp, tenant+"-meta")
+			Expect(os.MkdirAll(filepath.Join(metaDir, backup.MetaDir), 0o700)).To(Succeed())
+			b, err := json.Marshal(meta)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(os.WriteFile(filepath.Join(metaDir, backup.MetaDir, "tables.json"), b, 0o600)).To(Succeed())
+			withDir := repo
+			withDir.Dir = metaDir
+			_, err = withDir.BackupDir(ctx, tenant, append([]string{"kind=objects"}, tags...), time.Time{}, backup.MetaDir)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		drill := func(ctx context.Context, tenant string) (backup.DrillResult, error) {
+			return backup.Drill(ctx, repo, backup.DrillInput{Tenant: tenant, Database: db, Scratch: "custos_drill_" + tenant, TempDir: tmp})
+		}
+
+		It("drills a snapshot of the older layout: figures in tables.json, rows hashed with SHA-256, no trailer", func(ctx SpecContext) {
+			stats, err := pgdump.FilterWith(bytes.NewReader(dump), io.Discard, pgdump.SHA256)
+			Expect(err).NotTo(HaveOccurred())
+			slot(ctx, "legacy", dump, backup.Meta{Tenant: "legacy", Slot: todaySlot, DBSnapshot: "unused", Database: db.Name, Stats: &stats})
+			res, err := drill(ctx, "legacy")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(res.Differences).To(BeEmpty())
+			Expect(res.Tables).To(Equal(3))
+			Expect(res.Rows).To(Equal(int64(20004)))
+		})
+
+		It("fails a drill whose dump holds other rows than its figures say", func(ctx SpecContext) {
+			stats, err := pgdump.Filter(bytes.NewReader(dump), io.Discard)
+			Expect(err).NotTo(HaveOccurred())
+			for i := range stats.Tables {
+				if stats.Tables[i].Table == `"public"."patients"` { // as pg_dump --quote-all-identifiers names it
+					stats.Tables[i].Rows++
+				}
+			}
+			trailer, err := pgdump.Trailer(stats)
+			Expect(err).NotTo(HaveOccurred())
+			slot(ctx, "forged", append(append([]byte(nil), dump...), trailer...),
+				backup.Meta{Tenant: "forged", Slot: todaySlot, Database: db.Name, Checksums: pgdump.XXH3})
+			res, err := drill(ctx, "forged")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(res.Differences).To(ConsistOf(
+				`"public"."patients": 20001 rows recorded, 20000 restored`,
+				`"public"."patients": 20001 rows recorded, 20000 in the restored database`))
+		})
+
+		It("fails a drill whose dump has lost its figures", func(ctx SpecContext) {
+			slot(ctx, "cut", dump, backup.Meta{Tenant: "cut", Slot: todaySlot, Database: db.Name, Checksums: pgdump.XXH3})
+			_, err := drill(ctx, "cut")
+			Expect(err).To(MatchError(ContainSubstring("does not end with the figures recorded at backup time")))
+		})
 	})
 
 	It("copies the snapshots inside the window offsite, and a second copy adds nothing", func(ctx SpecContext) {

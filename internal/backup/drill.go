@@ -99,24 +99,40 @@ func Drill(ctx context.Context, repo restic.Repository, in DrillInput) (DrillRes
 		_ = drop(dctx)
 	}()
 
-	alg, err := pgdump.AlgorithmOf(meta.Stats)
+	var alg pgdump.Algorithm
+	if meta.Stats != nil {
+		alg, err = pgdump.AlgorithmOf(*meta.Stats)
+	} else {
+		alg, err = pgdump.ParseAlgorithm(string(meta.Checksums))
+	}
 	if err != nil {
 		return DrillResult{}, fmt.Errorf("reading the recorded checksums: %w", err)
 	}
 	start := time.Now()
-	restored, err := restore(ctx, repo, db.ID, alg, in)
+	restored, last, err := restore(ctx, repo, db.ID, alg, in)
 	if err != nil {
 		return DrillResult{}, err
 	}
-	res := DrillResult{Snapshot: db.ID, Taken: db.Time, Tables: len(meta.Stats.Tables)}
-	res.Differences = pgdump.Compare(meta.Stats, restored)
+	recorded := meta.Stats
+	if recorded == nil {
+		trailer, ok, err := pgdump.ParseTrailer(last)
+		if err != nil {
+			return DrillResult{}, err
+		}
+		if !ok {
+			return DrillResult{}, fmt.Errorf("the dump in snapshot %s does not end with the figures recorded at backup time (%q…): it is not the whole dump", db.ID, pgdump.TrailerPrefix)
+		}
+		recorded = &trailer
+	}
+	res := DrillResult{Snapshot: db.ID, Taken: db.Time, Tables: len(recorded.Tables)}
+	res.Differences = pgdump.Compare(*recorded, restored)
 
 	conn, err := in.Database.Conn.ConnectDB(ctx, in.Scratch)
 	if err != nil {
 		return res, err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
-	for _, t := range meta.Stats.Tables {
+	for _, t := range recorded.Tables {
 		var n int64
 		// t.Table is the qualified name as pg_dump wrote it (quoted where needed), so it is valid SQL as is.
 		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+t.Table).Scan(&n); err != nil {
@@ -132,16 +148,17 @@ func Drill(ctx context.Context, repo restic.Repository, in DrillInput) (DrillRes
 	return res, nil
 }
 
-// restore streams the dump out of the repository, through the filter (hashing rows with alg), into psql.
-func restore(ctx context.Context, repo restic.Repository, id string, alg pgdump.Algorithm, in DrillInput) (pgdump.Stats, error) {
+// restore streams the dump out of the repository, through the filter (hashing rows with alg), into psql. It
+// returns the restored stream's figures and its last line (the trailer, in snapshots that have one).
+func restore(ctx context.Context, repo restic.Repository, id string, alg pgdump.Algorithm, in DrillInput) (pgdump.Stats, []byte, error) {
 	dir, err := os.MkdirTemp(in.TempDir, "drill-")
 	if err != nil {
-		return pgdump.Stats{}, err
+		return pgdump.Stats{}, nil, err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 	env, err := in.Database.env(in.Scratch, dir)
 	if err != nil {
-		return pgdump.Stats{}, err
+		return pgdump.Stats{}, nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -152,10 +169,10 @@ func restore(ctx context.Context, repo restic.Repository, id string, alg pgdump.
 	psql.Stdout = io.Discard
 	stdin, err := psql.StdinPipe()
 	if err != nil {
-		return pgdump.Stats{}, err
+		return pgdump.Stats{}, nil, err
 	}
 	if err := psql.Start(); err != nil {
-		return pgdump.Stats{}, err
+		return pgdump.Stats{}, nil, err
 	}
 	pr, pw := io.Pipe()
 	dumpErr := make(chan error, 1)
@@ -165,7 +182,8 @@ func restore(ctx context.Context, repo restic.Repository, id string, alg pgdump.
 		dumpErr <- err
 	}()
 	// Hashed as at backup time, so a snapshot recorded with an older algorithm still compares.
-	stats, ferr := pgdump.FilterWith(pr, stdin, alg)
+	var last pgdump.LastLine
+	stats, ferr := pgdump.FilterWith(pr, io.MultiWriter(stdin, &last), alg)
 	_ = stdin.Close()
 	if ferr != nil {
 		cancel()
@@ -175,13 +193,13 @@ func restore(ctx context.Context, repo restic.Repository, id string, alg pgdump.
 	werr := psql.Wait()
 	switch {
 	case derr != nil:
-		return stats, fmt.Errorf("reading the dump from the repository: %w", derr)
+		return stats, nil, fmt.Errorf("reading the dump from the repository: %w", derr)
 	case werr != nil:
-		return stats, fmt.Errorf("restoring the dump: psql: %v: %s", werr, strings.TrimSpace(lastLines(psqlErr.String(), 5)))
+		return stats, nil, fmt.Errorf("restoring the dump: psql: %v: %s", werr, strings.TrimSpace(lastLines(psqlErr.String(), 5)))
 	case ferr != nil:
-		return stats, fmt.Errorf("restoring the dump: %w", ferr)
+		return stats, nil, fmt.Errorf("restoring the dump: %w", ferr)
 	}
-	return stats, nil
+	return stats, last.Line(), nil
 }
 
 func lastLines(s string, n int) string {

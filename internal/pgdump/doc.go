@@ -5,8 +5,9 @@
 //
 // [Filter] copies a dump from a reader to a writer and, on the side, reads the data blocks of the dump
 // (COPY <table> (<columns>) FROM stdin; ... \.). Every line of a block is one row (COPY's text format escapes
-// newlines inside values as \n). A row's hash is the SHA-256 of its line without the newline; a table's checksum
-// is the lane-wise sum (mod 2^64) of the four big-endian 64-bit words of its rows' hashes. The sum does not depend
+// newlines inside values as \n). A row's hash is the XXH3-128 (or, for snapshots of older versions, the SHA-256)
+// of its line without the newline; a table's checksum is the lane-wise sum (mod 2^64) of the 64-bit words of its
+// rows' hashes (see [Algorithm]). The sum does not depend
 // on row order, which pg_dump does not guarantee, and unlike an XOR two equal rows do not cancel out. Two dumps of
 // the same rows therefore give the same [Stats], however the rows are stored, and [Compare] names the tables whose
 // rows differ.
@@ -34,8 +35,9 @@
 // process starts with that variable set, this package's init function takes the process over before main (or a
 // test binary's test runner) starts: it runs os.Args[1:] as a child (the variable unset, standard input empty,
 // standard error passed through), pipes the child's standard output through [Filter] to its own standard output,
-// writes the [Stats] as JSON to the file the variable names (a temporary file renamed into place) only when the
-// child exited 0 and the filter succeeded, and exits with os.Exit: 0 on success, otherwise the child's exit code
+// and only when the child exited 0 and the filter succeeded appends the [Trailer] line (the [Stats] as an SQL
+// comment, so the figures travel inside the dump) and writes the [Stats] as JSON to the file the variable names
+// (a temporary file renamed into place), and exits with os.Exit: 0 on success, otherwise the child's exit code
 // or 1, leaving no stats file behind. Because both the manager and the test binaries import this package, any of
 // them can be re-executed as the pipe filter without shipping a second binary; this is the pattern of moby's
 // reexec package. A process without the variable set is not affected by the init function.

@@ -49,6 +49,15 @@ const (
 	SHA256 Algorithm = "sha256sum"
 )
 
+// ParseAlgorithm returns the Algorithm of that name, or an error naming the known ones.
+func ParseAlgorithm(name string) (Algorithm, error) {
+	switch a := Algorithm(name); a {
+	case XXH3, SHA256:
+		return a, nil
+	}
+	return "", fmt.Errorf("unknown checksum algorithm %q (want %s or %s)", name, XXH3, SHA256)
+}
+
 // AlgorithmOf returns the algorithm the stats were made with: the prefix of their checksums; XXH3 when there
 // are no tables, or an error when the prefix is unknown or the tables disagree.
 func AlgorithmOf(s Stats) (Algorithm, error) {

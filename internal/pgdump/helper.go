@@ -50,8 +50,9 @@ func init() {
 	os.Exit(runHelper(path, os.Args[1:]))
 }
 
-// runHelper runs the dump command args with its standard output piped through Filter to os.Stdout, writes the
-// stats to path when both succeeded, and returns the exit code for the helper process.
+// runHelper runs the dump command args with its standard output piped through Filter to os.Stdout; when both
+// succeeded it appends the Trailer line and writes the stats to path. It returns the exit code for the helper
+// process.
 func runHelper(path string, args []string) int {
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(os.Stderr, "custos pgdump helper: "+format+"\n", a...)
@@ -108,6 +109,13 @@ func runHelper(path string, args []string) int {
 	}
 	if ferr != nil {
 		return fail("copying the dump: %v", ferr)
+	}
+	trailer, err := Trailer(stats)
+	if err != nil {
+		return fail("writing the figures: %v", err)
+	}
+	if _, err := os.Stdout.Write(trailer); err != nil {
+		return fail("writing the figures: %v", err)
 	}
 	if err := writeStats(path, stats); err != nil {
 		return fail("writing the stats: %v", err)

@@ -40,16 +40,33 @@ var _ = Describe("The dump helper (this test binary re-executed with "+StatsFile
 		Expect(err).To(HaveOccurred())
 	})
 
-	It("passes the output through, writes the stats, and hides the variable from the dump", func(ctx context.Context) {
+	It("passes the output through, appends the figures as the last line, writes the stats, and hides the variable from the dump", func(ctx context.Context) {
 		script := `printf 'SET x = 1;\nCOPY public.t (a) FROM stdin;\n%s\n\\.\n' "${` + StatsFileEnv + `-unset}"; echo to-stderr >&2`
 		out, errOut, code := runHelperCommand(ctx, statsFile, "/bin/sh", "-c", script)
 		Expect(code).To(BeZero(), string(errOut))
-		Expect(string(out)).To(Equal("SET x = 1;\nCOPY public.t (a) FROM stdin;\nunset\n\\.\n"))
+		dump := "SET x = 1;\nCOPY public.t (a) FROM stdin;\nunset\n\\.\n"
+		Expect(string(out)).To(HavePrefix(dump))
 		Expect(string(errOut)).To(Equal("to-stderr\n"))
 		st, err := ReadStatsFile(statsFile)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(st).To(Equal(Stats{Bytes: int64(len(out)), Tables: []TableStats{{Table: "public.t", Rows: 1, Checksum: rowChecksum("unset")}}}))
+		Expect(st).To(Equal(Stats{Bytes: int64(len(dump)), Tables: []TableStats{{Table: "public.t", Rows: 1, Checksum: rowChecksum("unset")}}}))
 		Expect(statsFile + ".tmp").NotTo(BeAnExistingFile())
+
+		trailer, ok, err := ParseTrailer(out[len(dump):])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(BeTrue(), "the output after the dump is the trailer: %q", out[len(dump):])
+		Expect(trailer).To(Equal(st), "the trailer holds the same figures as the stats file")
+		Expect(out[len(out)-1]).To(Equal(byte('\n')))
+
+		By("reading the helper's output back through the filter, as a drill does")
+		var last LastLine
+		again, err := Filter(bytes.NewReader(out), &last)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(again.Tables).To(Equal(st.Tables), "the trailer is a comment: it adds no table and no row")
+		recorded, ok, err := ParseTrailer(last.Line())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(BeTrue())
+		Expect(recorded).To(Equal(st))
 	})
 
 	It("writes stats with an empty list of tables for a dump without data", func(ctx context.Context) {
@@ -64,7 +81,7 @@ var _ = Describe("The dump helper (this test binary re-executed with "+StatsFile
 		Expect(os.WriteFile(statsFile, []byte(`{"tables":[],"bytes":1}`), 0o600)).To(Succeed())
 		out, _, code := runHelperCommand(ctx, statsFile, "/bin/sh", "-c", "printf 'COPY public.t (a) FROM stdin;\\n1\\n\\\\.\\n'; exit 3")
 		Expect(code).To(Equal(3))
-		Expect(string(out)).To(Equal("COPY public.t (a) FROM stdin;\n1\n\\.\n"))
+		Expect(string(out)).To(Equal("COPY public.t (a) FROM stdin;\n1\n\\.\n"), "no figures after a failed dump")
 		Expect(statsFile).NotTo(BeAnExistingFile())
 	})
 

@@ -158,17 +158,21 @@ var _ = Describe("Filter on real pg_dump output (real PostgreSQL)", Ordered, fun
 		}))
 	}, NodeTimeout(120*time.Second))
 
-	It("as the re-executed helper, passes pg_dump's output through unchanged and writes the same stats", func(ctx context.Context) {
+	It("as the re-executed helper, passes pg_dump's output through unchanged, appends the figures and writes the same stats", func(ctx context.Context) {
 		statsFile := filepath.Join(dir, "stats.json")
 		out, errOut, code := runHelperCommand(ctx, statsFile, pgDump, "--format=plain", "--no-password", "--dbname="+pg.URL("source"))
 		Expect(code).To(BeZero(), string(errOut))
-		// Each run of pg_dump (15.14 and later) draws a random \restrict key; everything else is the same.
-		key := []byte("$1 KEY")
-		Expect(bytes.Equal(restrictKey.ReplaceAll(out, key), restrictKey.ReplaceAll(dumped, key))).To(BeTrue(),
-			"the helper's output differs from pg_dump's")
 		st, err := ReadStatsFile(statsFile)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(st).To(Equal(recorded))
+		trailer, err := Trailer(st)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(out).To(HaveSuffix(string(trailer)), "the figures are the dump's last line")
+		// Each run of pg_dump (15.14 and later) draws a random \restrict key; everything else is the same.
+		key := []byte("$1 KEY")
+		out = out[:len(out)-len(trailer)]
+		Expect(bytes.Equal(restrictKey.ReplaceAll(out, key), restrictKey.ReplaceAll(dumped, key))).To(BeTrue(),
+			"the helper's output before the figures differs from pg_dump's")
 	}, NodeTimeout(120*time.Second))
 
 	It("as the re-executed helper, exits non-zero and writes no stats when pg_dump fails", func(ctx context.Context) {
