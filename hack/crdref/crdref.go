@@ -508,8 +508,8 @@ func (r *renderer) renderSection(b *strings.Builder, s section) {
 	}
 }
 
-// objectConstraints are what an object section says about the object itself besides its CEL rules.
-func objectConstraints(s *apiextensionsv1.JSONSchemaProps) []string {
+// propertyConstraints are an object's limits on its properties: their number and the map type.
+func propertyConstraints(s *apiextensionsv1.JSONSchemaProps) []string {
 	var out []string
 	if s.MinProperties != nil {
 		out = append(out, fmt.Sprintf("minProperties: %d", *s.MinProperties))
@@ -520,6 +520,12 @@ func objectConstraints(s *apiextensionsv1.JSONSchemaProps) []string {
 	if s.XMapType != nil {
 		out = append(out, "map-type: "+*s.XMapType)
 	}
+	return out
+}
+
+// objectConstraints are what an object section says about the object itself besides its CEL rules.
+func objectConstraints(s *apiextensionsv1.JSONSchemaProps) []string {
+	out := propertyConstraints(s)
 	if s.XPreserveUnknownFields != nil && *s.XPreserveUnknownFields {
 		out = append(out, "unknown fields are kept")
 	}
@@ -699,16 +705,7 @@ func scalarConstraints(s *apiextensionsv1.JSONSchemaProps) []string {
 
 // mapConstraints are the object constraints shown in a cell for objects without a section (maps, free-form).
 func mapConstraints(s *apiextensionsv1.JSONSchemaProps) []string {
-	var out []string
-	if s.MinProperties != nil {
-		out = append(out, fmt.Sprintf("minProperties: %d", *s.MinProperties))
-	}
-	if s.MaxProperties != nil {
-		out = append(out, fmt.Sprintf("maxProperties: %d", *s.MaxProperties))
-	}
-	if s.XMapType != nil {
-		out = append(out, "map-type: "+*s.XMapType)
-	}
+	out := propertyConstraints(s)
 	if s.Type != "object" && s.XPreserveUnknownFields != nil && *s.XPreserveUnknownFields {
 		out = append(out, "unknown fields are kept")
 	}

@@ -1,6 +1,6 @@
 // Command backup measures custos' backups (make bench-backup): it starts the harness's PostgreSQL, fills a
 // database with pgbench -i, and times custos' daily snapshot (backup.Snapshot: pg_dump run by restic through the
-// row-count filter, then the objects and tables.json) against the hand-run baseline `pg_dump | restic backup
+// row-count filter, with the objects and tables.json taken beside it) against the hand-run baseline `pg_dump | restic backup
 // --stdin`, each into a fresh local repository, alternately for a number of rounds. In the same run it measures
 // how much a second snapshot of unchanged data adds to the repository, and how long backup.Expire takes to forget
 // and prune 90 back-dated daily snapshots in a local and in a rest-server repository. Every figure is printed with
@@ -402,12 +402,12 @@ func run(ctx context.Context, scale, rounds, expirySnapshots int, keep bool) err
 	rep.add("| plain dump (custos' flags) | %s; custos counted %d tables, %d rows |", mib(dumpBytes), custosRes.Tables, custosRes.Rows)
 	for i, p := range pairs {
 		rep.add("| round %d: baseline `pg_dump \\| restic backup --stdin` | %.1f s wall, %.1f s CPU (pg_dump + restic) |", i+1, p.base.wall.Seconds(), p.base.cpu.children.Seconds())
-		rep.add("| round %d: custos `backup.Snapshot` | %.1f s wall, %.1f s CPU (pg_dump + filter + restic ×3) |", i+1, p.cust.wall.Seconds(), p.cust.cpu.children.Seconds())
+		rep.add("| round %d: custos `backup.Snapshot` | %.1f s wall, %.1f s CPU (pg_dump + filter + restic ×2: the dump, and the objects beside it) |", i+1, p.cust.wall.Seconds(), p.cust.cpu.children.Seconds())
 		rep.add("| round %d: ratio custos / baseline | %.2f× wall, %.2f× CPU |", i+1, ratios[i], cpuRatios[i])
 		rep.add("| round %d: pg_dump alone into a byte counter | %.1f s wall, %.1f s CPU |", i+1, p.dump.wall.Seconds(), p.dump.cpu.children.Seconds())
 		rep.add("| round %d: pg_dump through pgdump.Filter into a byte counter | %.1f s wall, %.1f s CPU of which the filter %.1f s |", i+1,
 			p.filt.wall.Seconds(), (p.filt.cpu.children + p.filt.cpu.self).Seconds(), p.filt.cpu.self.Seconds())
-		rep.add("| round %d: one restic command that only opens the repository (`restic cat config`; custos runs 3 per snapshot, the baseline 1) | %.1f s wall, %.1f s CPU |", i+1,
+		rep.add("| round %d: one restic command that only opens the repository (`restic cat config`; custos runs 2 per snapshot, side by side, the baseline 1) | %.1f s wall, %.1f s CPU |", i+1,
 			p.open.wall.Seconds(), p.open.cpu.children.Seconds())
 	}
 	med := median(ratios)
