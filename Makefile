@@ -29,6 +29,14 @@ tools: ## Build every pinned tool into bin/ (only what is missing or of another 
 tools-codegen:
 	$(TOOLS) controller-gen
 
+.PHONY: tools-demo
+tools-demo: ## Build what make demo needs: kube-apiserver, etcd, kubectl, restic, rest-server.
+	$(TOOLS) etcd restic rest-server kube-apiserver kubectl
+
+.PHONY: os-packages
+os-packages: ## Install PostgreSQL's server programs (and git, make) from Debian's packages when they are missing.
+	bash hack/os-packages.sh
+
 .PHONY: tools-test
 tools-test: ## Build what the test suites need: kube-apiserver, etcd, kubectl, restic, rest-server, versitygw (S3), helm.
 	$(TOOLS) etcd restic rest-server versitygw helm kube-apiserver kubectl
@@ -79,7 +87,7 @@ image: ## Build the container image (manager, CLI, restic, pg_dump, psql) as cus
 	docker build -t custos:dev .
 
 .PHONY: test
-test: tools-test vet ## Unit, validation and integration specs against a real kube-apiserver, etcd, PostgreSQL and restic.
+test: os-packages tools-test vet ## Unit, validation and integration specs against a real kube-apiserver, etcd, PostgreSQL and restic.
 	$(GINKGO) $(GINKGO_FLAGS) ./...
 
 .PHONY: test-unit
@@ -87,7 +95,7 @@ test-unit: ## Only the unit specs (no harness needed).
 	$(GINKGO) $(GINKGO_FLAGS) --skip-package=e2e ./...
 
 .PHONY: test-integration
-test-integration: tools-test ## Only the integration and validation specs (envtest + PostgreSQL + restic).
+test-integration: os-packages tools-test ## Only the integration and validation specs (envtest + PostgreSQL + restic).
 	$(GINKGO) $(GINKGO_FLAGS) ./e2e/local
 
 .PHONY: test-cluster
@@ -99,7 +107,7 @@ test-cluster-local: tools-test ## e2e/cluster against a stand-in cluster on this
 	go run ./hack/cluster-local
 
 .PHONY: demo
-demo: tools-test ## A sample clinic from provisioning to its certificate of destruction, all on this machine (about 2-3 minutes).
+demo: os-packages tools-demo ## A sample clinic from provisioning to its certificate of destruction, all on this machine (about 2-3 minutes).
 	go run ./hack/demo $(DEMO_FLAGS)
 
 .PHONY: bench-provision
