@@ -14,7 +14,12 @@ FROM golang:${GO_VERSION}-bookworm AS build
 ARG RESTIC_VERSION
 ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 WORKDIR /src
-RUN GOBIN=/out go install -trimpath -ldflags "-s -w" github.com/restic/restic/cmd/restic@${RESTIC_VERSION}
+# Built inside the module directory that `go mod download` fills, as hack/tools.sh does: `go install pkg@version`
+# also asks the proxy for the module's version list, which a pinning proxy (or a mirror of only the pinned
+# versions) may refuse.
+RUN dir=$(go mod download -json github.com/restic/restic@${RESTIC_VERSION} | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') \
+ && test -d "$dir" \
+ && cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w" -o /out/restic ./cmd/restic
 COPY go.mod go.sum ./
 RUN go mod download
 COPY api/ api/

@@ -83,8 +83,10 @@ build: ## Build the manager into bin/.
 	go build -o $(BIN)/manager ./cmd/manager
 
 .PHONY: image
-image: ## Build the container image (manager, CLI, restic, pg_dump, psql) as custos:dev; needs docker.
-	docker build -t custos:dev .
+image: ## Build the container image (manager, CLI, restic, pg_dump, psql) as custos:dev with docker, or buildah when there is no docker.
+	@if command -v docker >/dev/null 2>&1; then docker build -t custos:dev . ; \
+	elif command -v buildah >/dev/null 2>&1; then buildah bud -t custos:dev . ; \
+	else echo "make image needs docker or buildah" >&2; exit 1; fi
 
 .PHONY: test
 test: os-packages tools-test vet ## Unit, validation and integration specs against a real kube-apiserver, etcd, PostgreSQL and restic.

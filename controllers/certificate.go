@@ -17,7 +17,8 @@ import (
 )
 
 // The signing key of certificates: an Ed25519 key generated at first start into a Secret of the manager's
-// namespace; its public half is published in a ConfigMap of the same name, for auditors (`custos verify --key`).
+// namespace (SigningKeyName unless --signing-key-secret names another); its public half is published in the
+// ConfigMap SigningKeyName of the same namespace, for auditors (`custos verify --key`, `custos pubkey --cluster`).
 const (
 	SigningKeyName       = "custos-signing-key"
 	signingKeyPrivateKey = "ed25519.pem"
@@ -29,6 +30,9 @@ type SigningKeys struct {
 	Client    client.Client
 	Reader    client.Reader
 	Namespace string
+	// SecretName is the Secret holding the private key; empty: SigningKeyName. A Secret made beforehand (your own
+	// key) is used as it is; a missing one is generated.
+	SecretName string
 
 	mu  sync.Mutex
 	key ed25519.PrivateKey
@@ -50,7 +54,11 @@ func (k *SigningKeys) Key(ctx context.Context) (ed25519.PrivateKey, error) {
 	if k.key != nil {
 		return k.key, nil
 	}
-	key := client.ObjectKey{Namespace: k.Namespace, Name: SigningKeyName}
+	name := k.SecretName
+	if name == "" {
+		name = SigningKeyName
+	}
+	key := client.ObjectKey{Namespace: k.Namespace, Name: name}
 	var sec corev1.Secret
 	err := k.Reader.Get(ctx, key, &sec)
 	switch {
@@ -63,7 +71,7 @@ func (k *SigningKeys) Key(ctx context.Context) (ed25519.PrivateKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		sec = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: SigningKeyName,
+		sec = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: name,
 			Labels: map[string]string{labelPurpose: "certificate-signing-key", custosv1alpha1.LabelManagedBy: "custos"}},
 			Type: corev1.SecretTypeOpaque, Data: map[string][]byte{signingKeyPrivateKey: pem}, Immutable: ptr.To(true)}
 		if err := k.Client.Create(ctx, &sec); err != nil {
@@ -79,7 +87,7 @@ func (k *SigningKeys) Key(ctx context.Context) (ed25519.PrivateKey, error) {
 	}
 	priv, err := evidence.ParsePrivateKey(sec.Data[signingKeyPrivateKey])
 	if err != nil {
-		return nil, fmt.Errorf("Secret %s: %w", key, err)
+		return nil, fmt.Errorf("Secret %s, key %s: %w", key, signingKeyPrivateKey, err)
 	}
 	if err := k.publish(ctx, priv.Public().(ed25519.PublicKey)); err != nil {
 		return nil, err

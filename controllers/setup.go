@@ -51,6 +51,9 @@ type Options struct {
 	ExportDir string
 	// Processor is the processor's name on certificates of destruction.
 	Processor string
+	// SigningKeySecret names the Secret (manager's namespace) with the certificate signing key; empty:
+	// SigningKeyName.
+	SigningKeySecret string
 }
 
 // Permissions the manager needs whatever controllers run: leader election and Events.
@@ -156,7 +159,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr, opts.TenantConcurrency); err != nil {
 		return err
 	}
-	keys := &SigningKeys{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace}
+	keys := &SigningKeys{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, SecretName: opts.SigningKeySecret}
 	if err := mgr.Add(keys); err != nil {
 		return err
 	}

@@ -55,9 +55,10 @@ func main() {
 	flag.IntVar(&backupConc, "backup-concurrency", 2, "How many backup tasks run at once.")
 	flag.IntVar(&backupConcLoc, "backup-concurrency-per-location", 2, "How many backup tasks run at once at one BackupLocation.")
 	flag.DurationVar(&taskTimeout, "task-timeout", 6*time.Hour, "A backup task running longer is stopped and retried.")
-	var exportDir, processor string
+	var exportDir, processor, signingKey string
 	flag.StringVar(&exportDir, "export-dir", "", "Directory (a mounted volume) for exit exports when the RetentionPolicy names no export.delivery.")
 	flag.StringVar(&processor, "processor", "", "The processor's name, as it appears on certificates of destruction.")
+	flag.StringVar(&signingKey, "signing-key-secret", controllers.SigningKeyName, "Secret in the manager's namespace with the Ed25519 key (ed25519.pem, PKCS#8 PEM) that signs certificates of destruction; generated when missing.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -84,7 +85,7 @@ func main() {
 		os.Exit(1)
 	}
 	if err := controllers.Setup(mgr, controllers.Options{
-		Namespace: namespace, TenantConcurrency: concurrency, Programs: progs, WorkDir: workDir, ExportDir: exportDir, Processor: processor,
+		Namespace: namespace, TenantConcurrency: concurrency, Programs: progs, WorkDir: workDir, ExportDir: exportDir, Processor: processor, SigningKeySecret: signingKey,
 		BackupConcurrency: backupConc, BackupConcurrencyPerLocation: backupConcLoc, TaskTimeout: taskTimeout,
 	}); err != nil {
 		log.Error(err, "Could not set up the controllers")

@@ -60,6 +60,7 @@ var _ = Describe("helm template with the default values", func() {
 			"kube-api-qps":                    "50",
 			"kube-api-burst":                  "100",
 			"zap-log-level":                   "info",
+			"signing-key-secret":              controllers.SigningKeyName,
 		}), "no --processor and no --export-dir unless set")
 
 		By("probing /healthz and /readyz on the port --health-probe-bind-address binds")
@@ -169,6 +170,7 @@ var _ = Describe("helm template with non-default values", func() {
 			"processor":                       "Example Hosting B.V.: processor",
 			"export-dir":                      "/var/lib/custos/exports",
 			"zap-encoder":                     "json",
+			"signing-key-secret":              "example-hosting-signing-key",
 		}))
 		Expect(port(c, "metrics")).To(BeEquivalentTo(9090))
 		Expect(port(c, "probes")).To(BeEquivalentTo(9091))
@@ -386,9 +388,9 @@ func podAdmitted(ctx context.Context, dep *appsv1.Deployment) {
 	Expect(err.Error()).To(ContainSubstring("restricted"))
 }
 
-// The signing key's Secret name is fixed in the manager; values.yaml documents it and must name it exactly.
-var _ = It("documents the signing key Secret the manager uses", func() {
+// values.yaml names the ConfigMap the manager publishes the public key in, which auditors' tools read.
+var _ = It("documents the ConfigMap the public signing key is published in", func() {
 	values, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
 	Expect(err).NotTo(HaveOccurred())
-	Expect(string(values)).To(ContainSubstring("`" + controllers.SigningKeyName + "`"))
+	Expect(string(values)).To(ContainSubstring("ConfigMap `" + controllers.SigningKeyName + "`"))
 })
