@@ -27,6 +27,10 @@ import (
 // Programs are the external programs backups need.
 type Programs struct {
 	Restic, PgDump, Psql string
+	// BackendRetryLimit stops a restic command once one backend operation has kept failing this long (restic's
+	// own limit is 15 minutes, during which the task would hold its location's runner slots); the task fails with
+	// the reason Unreachable and is retried. Zero leaves it to restic.
+	BackendRetryLimit time.Duration
 }
 
 // BackupExecutor carries out backup tasks: it reads what a task needs from the API server (tenant, policy,
@@ -261,7 +265,7 @@ func (e *BackupExecutor) load(ctx context.Context, sp runner.Spec) (*taskEnv, er
 			return nil, &errSecret{fmt.Sprintf("Secret %s/%s has no key for location %q", e.Namespace, keys.Name, loc)}
 		}
 		env.backends[loc] = b
-		env.repos[loc] = b.repository(e.Programs.Restic, filepath.Join(e.WorkDir, "cache"), &t, string(pw))
+		env.repos[loc] = b.repository(e.Programs, filepath.Join(e.WorkDir, "cache"), &t, string(pw))
 	}
 	return env, nil
 }

@@ -117,8 +117,9 @@ func (b backend) repositoryURL(t *custosv1alpha1.Tenant) string {
 }
 
 // repository opens the tenant's repository with password.
-func (b backend) repository(resticBin, cacheDir string, t *custosv1alpha1.Tenant, password string) restic.Repository {
-	return restic.Repository{Binary: resticBin, URL: b.repositoryURL(t), Password: password, Env: b.env, CacheDir: cacheDir, RetryLock: 10 * time.Minute}
+func (b backend) repository(progs Programs, cacheDir string, t *custosv1alpha1.Tenant, password string) restic.Repository {
+	return restic.Repository{Binary: progs.Restic, URL: b.repositoryURL(t), Password: password, Env: b.env, CacheDir: cacheDir,
+		RetryLock: 10 * time.Minute, BackendRetryLimit: progs.BackendRetryLimit}
 }
 
 // probeError is a failed reachability check with its condition reason.

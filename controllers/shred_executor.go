@@ -50,7 +50,7 @@ func (e *BackupExecutor) shred(ctx context.Context, sp runner.Spec) ([]byte, err
 	} else if !apierrors.IsNotFound(err) {
 		return nil, err
 	}
-	repo := b.repository(e.Programs.Restic, filepath.Join(dir, "cache"), &t, password)
+	repo := b.repository(e.Programs, filepath.Join(dir, "cache"), &t, password)
 	rep, err := storage.ShredWith(ctx, repo, storage.Options{Now: e.Clock.Now, DeleteUnopenable: true})
 	if err != nil {
 		return nil, err

@@ -51,6 +51,7 @@ func main() {
 	flag.StringVar(&progs.Restic, "restic", "restic", "The restic program (a path or a name on PATH). Empty turns backups off.")
 	flag.StringVar(&progs.PgDump, "pg-dump", "pg_dump", "The pg_dump program; its major version must be at least the servers'.")
 	flag.StringVar(&progs.Psql, "psql", "psql", "The psql program (restore drills).")
+	flag.DurationVar(&progs.BackendRetryLimit, "backend-retry-limit", 3*time.Minute, "A restic command whose backup location keeps failing this long is stopped, and its task retried later (restic alone retries for 15 minutes); 0 leaves it to restic.")
 	flag.StringVar(&workDir, "work-dir", filepath.Join(os.TempDir(), "custos"), "Directory for backup tasks' temporary files and restic's cache.")
 	flag.IntVar(&backupConc, "backup-concurrency", 2, "How many backup tasks run at once.")
 	flag.IntVar(&backupConcLoc, "backup-concurrency-per-location", 2, "How many backup tasks run at once at one BackupLocation.")

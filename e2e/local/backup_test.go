@@ -310,8 +310,8 @@ var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 	})
 
 	It("keeps backing up and expiring the primary while the offsite is down, and says why", func(ctx SpecContext) {
-		// The offsite goes down between two of its tasks. (One that dies under a running restic is a different
-		// case: restic retries the backend for minutes, and the task timeout ends it.)
+		// The offsite goes down between two of its tasks. (One that dies under a running restic is stopped after
+		// Programs.BackendRetryLimit: internal/restic's specs show it with a rest-server taken down mid-backup.)
 		Eventually(func(g Gomega) bool {
 			g.Expect(k8s.Get(ctx, keyOf(tenant), tenant)).To(Succeed())
 			for _, task := range tenant.Status.Tasks {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -52,6 +53,8 @@ var _ = BeforeSuite(func(ctx context.Context) {
 	Expect(err).NotTo(HaveOccurred())
 	programs.PgDump, err = testharness.PostgresBinary("pg_dump")
 	Expect(err).NotTo(HaveOccurred())
+	// A location that dies under a running restic stops it after this (the manager's default is 3 minutes).
+	programs.BackendRetryLimit = 30 * time.Second
 	programs.Psql, err = testharness.PostgresBinary("psql")
 	Expect(err).NotTo(HaveOccurred())
 	workDir = GinkgoT().TempDir()

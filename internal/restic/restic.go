@@ -33,6 +33,16 @@ type Error struct {
 	Code int
 	// Message is restic's own message (from its JSON exit_error on stderr, or the stderr text).
 	Message string
+	// Stalled is set when custos stopped the command because the backend kept failing (Repository.BackendRetryLimit).
+	Stalled *BackendStalled
+}
+
+// Unwrap gives errors.As the BackendStalled behind the error, if any.
+func (e *Error) Unwrap() error {
+	if e.Stalled == nil {
+		return nil
+	}
+	return e.Stalled
 }
 
 func (e *Error) Error() string {
@@ -41,6 +51,9 @@ func (e *Error) Error() string {
 
 // Reason is a condition reason for the failure.
 func (e *Error) Reason() string {
+	if e.Stalled != nil {
+		return "Unreachable"
+	}
 	switch e.Code {
 	case ExitNoRepository:
 		return "RepositoryNotFound"
@@ -78,6 +91,9 @@ type Repository struct {
 	// RetryLock makes a command wait this long for a lock another command holds (a prune holds an exclusive
 	// one) instead of failing at once with exit code 11.
 	RetryLock time.Duration
+	// BackendRetryLimit stops a command once one backend operation has kept failing this long (restic itself
+	// retries for 15 minutes); the error then carries a BackendStalled. Zero leaves it to restic.
+	BackendRetryLimit time.Duration
 }
 
 // run runs restic with args and returns stdout. stderr is kept for the error only.
@@ -99,7 +115,35 @@ func (r Repository) stream(ctx context.Context, stdin io.Reader, stdout io.Write
 	} else {
 		full = append([]string{"--cache-dir", r.CacheDir}, full...)
 	}
-	cmd := exec.CommandContext(ctx, r.Binary, full...)
+	runCtx := ctx
+	var stderr bytes.Buffer
+	var errOut io.Writer = &stderr
+	stderrBytes := stderr.Bytes
+	var watch *stallWatch
+	if r.BackendRetryLimit > 0 {
+		c, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		runCtx = c
+		watch = newStallWatch(r.BackendRetryLimit, time.Now, cancel)
+		errOut, stderrBytes = watch, watch.Bytes
+		// Retry lines come at restic's backoff intervals (up to a minute apart); the ticker stops the command
+		// on time between them.
+		tick := time.NewTicker(min(r.BackendRetryLimit/4, 5*time.Second))
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			defer tick.Stop()
+			for {
+				select {
+				case <-tick.C:
+					watch.check()
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	cmd := exec.CommandContext(runCtx, r.Binary, full...)
 	cmd.Env = append(baseEnv(), "RESTIC_REPOSITORY="+r.URL, "RESTIC_PASSWORD="+r.Password)
 	cmd.Env = append(cmd.Env, r.Env...)
 	cmd.Env = append(cmd.Env, extraEnv...)
@@ -108,8 +152,7 @@ func (r Repository) stream(ctx context.Context, stdin io.Reader, stdout io.Write
 	// restic exits cleanly (removing its lock) on SIGINT; a context cancel sends that first.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = stdout, &stderr
+	cmd.Stdout, cmd.Stderr = stdout, errOut
 	err := cmd.Run()
 	if err == nil {
 		return nil
@@ -119,13 +162,18 @@ func (r Repository) stream(ctx context.Context, stdin io.Reader, stdout io.Write
 	if errors.As(err, &exit) {
 		code = exit.ExitCode()
 	}
-	msg := ParseExitError(stderr.Bytes())
+	if watch != nil && ctx.Err() == nil {
+		if st := watch.Stalled(); st != nil {
+			return &Error{Command: args[0], Code: code, Message: st.Error() + "; custos stopped it", Stalled: st}
+		}
+	}
+	msg := ParseExitError(stderrBytes())
 	if msg == "" {
 		msg = err.Error()
 	}
 	if strings.Contains(msg, "command failed") {
 		// The command restic ran (pg_dump) said why on the shared stderr; keep its last words.
-		if why := commandStderr(stderr.Bytes(), 3); why != "" {
+		if why := commandStderr(stderrBytes(), 3); why != "" {
 			msg += ": " + why
 		}
 	}
@@ -135,12 +183,12 @@ func (r Repository) stream(ctx context.Context, stdin io.Reader, stdout io.Write
 	return &Error{Command: args[0], Code: code, Message: msg}
 }
 
-// commandStderr is the last n lines of stderr that are not restic's own JSON messages.
+// commandStderr is the last n lines of stderr that are neither restic's own JSON messages nor its retry lines.
 func commandStderr(stderr []byte, n int) string {
 	var lines []string
 	for _, l := range strings.Split(string(stderr), "\n") {
 		l = strings.TrimSpace(l)
-		if l != "" && !strings.HasPrefix(l, "{") {
+		if _, retry := ParseRetryLine(l); l != "" && !strings.HasPrefix(l, "{") && !retry {
 			lines = append(lines, l)
 		}
 	}

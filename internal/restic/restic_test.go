@@ -2,6 +2,7 @@ package restic
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/custos-io/custos/internal/testharness"
 )
 
 func dirSize(dir string) int64 {
@@ -137,4 +140,80 @@ var _ = Describe("A real restic repository", func() {
 		_, err = repo.Backup(ctx, BackupStdin{Filename: "a", Host: "h", Command: []string{"echo", "ok"}})
 		Expect(err).NotTo(HaveOccurred())
 	})
+})
+
+// A backend that goes away under a running command: restic itself retries for 15 minutes; with
+// BackendRetryLimit custos stops it after the limit, and lets a shorter outage pass.
+var _ = Describe("A backend that stops answering under a running restic", func() {
+	var srv *testharness.RestServer
+	BeforeEach(func(ctx SpecContext) {
+		var err error
+		srv, err = testharness.StartRestServer(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(srv.Stop)
+	})
+	// backupWithOutage starts a backup whose command prints 4 MiB, pauses a second, then prints 64 MiB (restic
+	// saves packs as they fill); the server goes down once the backup holds its lock, for outage (forever when 0).
+	backupWithOutage := func(ctx SpecContext, repo Repository, outage time.Duration) error {
+		GinkgoHelper()
+		name := strings.TrimPrefix(repo.URL, srv.URL)
+		errc := make(chan error, 1)
+		go func() {
+			defer GinkgoRecover()
+			_, err := repo.Backup(ctx, BackupStdin{Filename: "db.sql", Host: "clinic",
+				Command: []string{"sh", "-c", "head -c 4194304 /dev/urandom; sleep 1; head -c 67108864 /dev/urandom"}})
+			errc <- err
+		}()
+		Eventually(func() []os.DirEntry {
+			l, _ := os.ReadDir(filepath.Join(srv.Dir, "data", name, "locks"))
+			return l
+		}).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).ShouldNot(BeEmpty())
+		srv.Down()
+		if outage > 0 {
+			time.Sleep(outage)
+			Expect(srv.Up(ctx)).To(Succeed())
+		}
+		var err error
+		Eventually(errc).WithTimeout(3 * time.Minute).Should(Receive(&err))
+		return err
+	}
+
+	It("is stopped once an operation has failed for the limit, with the reason Unreachable, and records nothing", func(ctx SpecContext) {
+		repo := Repository{Binary: resticBin, URL: srv.URL + "gone", Password: "pw", BackendRetryLimit: 3 * time.Second}
+		_, err := repo.Init(ctx)
+		Expect(err).NotTo(HaveOccurred())
+
+		err = backupWithOutage(ctx, repo, 0)
+		var st *BackendStalled
+		Expect(errors.As(err, &st)).To(BeTrue(), "%v", err)
+		Expect(st.For).To(BeNumerically(">=", 3*time.Second))
+		Expect(st.Err).To(ContainSubstring("connection refused"))
+		var re *Error
+		Expect(errors.As(err, &re)).To(BeTrue())
+		Expect(re.Reason()).To(Equal("Unreachable"))
+		Expect(err.Error()).To(And(ContainSubstring("restic backup"), ContainSubstring("kept failing"), ContainSubstring(st.Op)))
+		Expect(err.Error()).NotTo(ContainSubstring("pw"), "no password in the message")
+
+		By("finding the repository unreachable at open as well, stopped the same way")
+		_, err = repo.Snapshots(ctx)
+		Expect(errors.As(err, &st)).To(BeTrue(), "%v", err)
+		Expect(st.Op).To(HavePrefix("Stat("))
+
+		By("recording no snapshot, and clearing the stopped command's lock once the server is back")
+		Expect(srv.Up(ctx)).To(Succeed())
+		Expect(repo.Unlock(ctx)).To(Succeed())
+		snaps, err := repo.Snapshots(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(snaps).To(BeEmpty())
+	}, NodeTimeout(5*time.Minute))
+
+	It("lets an outage shorter than the limit pass, and the backup completes", func(ctx SpecContext) {
+		repo := Repository{Binary: resticBin, URL: srv.URL + "blip", Password: "pw", BackendRetryLimit: time.Minute}
+		_, err := repo.Init(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(backupWithOutage(ctx, repo, 4*time.Second)).To(Succeed())
+		snaps, err := repo.Snapshots(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(snaps).To(HaveLen(1))
+	}, NodeTimeout(5*time.Minute))
 })
