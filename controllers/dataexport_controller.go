@@ -157,7 +157,8 @@ func (r *DataExportReconciler) collect(ctx context.Context, de *custosv1alpha1.D
 		return ctrl.Result{}, nil
 	}
 	if res.Err != nil {
-		attempts := countAttempts(st.Conditions) + 1
+		st.FailedAttempts++
+		attempts := int(st.FailedAttempts)
 		msg := fmt.Sprintf("attempt %d of %d: %v", attempts, exportMaxAttempts, res.Err)
 		if attempts >= exportMaxAttempts {
 			st.Phase = custosv1alpha1.ExportFailed
@@ -187,19 +188,6 @@ func (r *DataExportReconciler) collect(ctx context.Context, de *custosv1alpha1.D
 		r.audit(ctx, t, evidence.ActionExportWritten, map[string]string{"export": de.Name, "sha256": out.SHA256, "bytes": fmt.Sprint(out.Bytes)})
 	}
 	return ctrl.Result{RequeueAfter: time.Until(st.ExpiresAt.Time)}, nil
-}
-
-// countAttempts reads the failed attempts so far from the Ready condition's message ("attempt N of M").
-func countAttempts(conds []metav1.Condition) int {
-	c := meta.FindStatusCondition(conds, custosv1alpha1.ConditionReady)
-	if c == nil {
-		return 0
-	}
-	var n, m int
-	if _, err := fmt.Sscanf(c.Message, "attempt %d of %d", &n, &m); err != nil {
-		return 0
-	}
-	return n
 }
 
 func (r *DataExportReconciler) expireAfter(ctx context.Context, de *custosv1alpha1.DataExport, t *custosv1alpha1.Tenant) time.Duration {

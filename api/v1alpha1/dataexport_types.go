@@ -130,6 +130,10 @@ type DataExportStatus struct {
 	// startedAt is when the export began.
 	// +optional
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// failedAttempts counts the attempts to write the bag that failed; at 3 the export is Failed.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
 	// deliveredAt is when the bag was complete at its location.
 	// +optional
 	DeliveredAt *metav1.Time `json:"deliveredAt,omitempty"`

@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -293,6 +294,27 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		Eventually(exportPhase(ctx, adhoc)).WithTimeout(30 * time.Second).Should(Equal(custosv1alpha1.ExportExpired))
 		Expect(adhoc.Status.AcknowledgedAt).NotTo(BeNil())
 		Expect(bag).NotTo(BeAnExistingFile())
+
+		By("an ad-hoc export to a path that cannot be written: three attempts, counted in status, then Failed")
+		notADir := filepath.Join(GinkgoT().TempDir(), "not-a-directory")
+		Expect(os.WriteFile(notADir, []byte("a file where the export directory should be"), 0o600)).To(Succeed())
+		stuck := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-unwritable"}, Spec: custosv1alpha1.DataExportSpec{
+			TenantRef: custosv1alpha1.ObjectReference{Name: t.Name}, Include: custosv1alpha1.ExportInclude{Database: true},
+			Delivery: custosv1alpha1.ExportDelivery{Filesystem: custosv1alpha1.FilesystemDelivery{Path: notADir}}}}
+		Expect(k8s.Create(ctx, stuck)).To(Succeed())
+		Eventually(func(g Gomega) int32 {
+			g.Expect(k8s.Get(ctx, keyOf(stuck), stuck)).To(Succeed())
+			return stuck.Status.FailedAttempts
+		}).WithTimeout(time.Minute).Should(BeNumerically(">=", 1))
+		Eventually(exportPhase(ctx, stuck)).WithTimeout(2 * time.Minute).Should(Equal(custosv1alpha1.ExportFailed))
+		Expect(stuck.Status.FailedAttempts).To(BeEquivalentTo(3))
+		ready := meta.FindStatusCondition(stuck.Status.Conditions, custosv1alpha1.ConditionReady)
+		Expect(ready).NotTo(BeNil())
+		Expect(ready.Reason).To(Equal("ExportFailed"))
+		Expect(ready.Message).To(And(HavePrefix("attempt 3 of 3: "), ContainSubstring(notADir)))
+		Expect(stuck.Status.Artefact).To(BeNil())
+		Consistently(exportPhase(ctx, stuck)).WithTimeout(5*time.Second).Should(Equal(custosv1alpha1.ExportFailed), "a failed export stays failed")
+		Expect(k8s.Delete(ctx, stuck)).To(Succeed())
 
 		By("ending the contract: suspended, then the exit's export is written")
 		endContract(ctx, t)
