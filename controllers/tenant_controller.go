@@ -109,9 +109,7 @@ func (r *TenantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	}
 	logger := log.FromContext(ctx).WithValues("tenant", t.Name)
 	ctx = log.IntoContext(ctx, logger)
-	switch t.Status.Phase {
-	case "", custosv1alpha1.TenantPending, custosv1alpha1.TenantProvisioning, custosv1alpha1.TenantActive:
-	default:
+	if t.Status.Phase.ExitStarted() || t.Status.Phase == custosv1alpha1.TenantFailed {
 		// The exit phases belong to the exit controller; provisioning must never recreate what an exit removed.
 		return ctrl.Result{}, nil
 	}

@@ -93,7 +93,7 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	now := r.Clock.Now().UTC()
-	if !exitStarted(&t) && !lifecycle.Ended(t.Spec, now) {
+	if !t.Status.Phase.ExitStarted() && !lifecycle.Ended(t.Spec, now) {
 		d := lifecycle.Next(t.Spec, t.Status, lifecycle.Facts{}, now)
 		return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
 	}
@@ -141,14 +141,6 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	default:
 		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil // waiting on something asynchronous (namespace deletion, a task)
 	}
-}
-
-func exitStarted(t *custosv1alpha1.Tenant) bool {
-	switch t.Status.Phase {
-	case "", custosv1alpha1.TenantPending, custosv1alpha1.TenantProvisioning, custosv1alpha1.TenantActive, custosv1alpha1.TenantFailed:
-		return false
-	}
-	return true
 }
 
 // exitConditions are the Tenant conditions this controller owns once the exit started.

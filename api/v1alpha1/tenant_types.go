@@ -274,6 +274,16 @@ const (
 	TenantFailed               TenantPhase = "Failed"
 )
 
+// ExitStarted reports whether the phase is one of the exit's (Terminating and after): the exit controller owns
+// the tenant from there, and provisioning and new backups stop.
+func (p TenantPhase) ExitStarted() bool {
+	switch p {
+	case TenantTerminating, TenantExporting, TenantPurging, TenantAwaitingBackupExpiry, TenantDestroyed:
+		return true
+	}
+	return false
+}
+
 // TenantStatus is what custos observed and did.
 type TenantStatus struct {
 	// phase of the tenant's life.

@@ -144,8 +144,7 @@ func wait(d time.Duration) time.Duration {
 // Next decides the tenant's phase and next step.
 func Next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f Facts, now time.Time) Decision {
 	phase := status.Phase
-	switch phase {
-	case "", custosv1alpha1.TenantPending, custosv1alpha1.TenantProvisioning, custosv1alpha1.TenantActive, custosv1alpha1.TenantFailed:
+	if !phase.ExitStarted() {
 		if !Ended(spec, now) {
 			d := Decision{Phase: phase, Reason: ReasonContractRunning, Message: "the contract runs; the exit starts at contract.end"}
 			if spec.Contract.End != nil {
@@ -155,7 +154,8 @@ func Next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f 
 			return d
 		}
 		phase = custosv1alpha1.TenantTerminating
-		fallthrough
+	}
+	switch phase {
 	case custosv1alpha1.TenantTerminating:
 		if !f.Suspended {
 			return Decision{Phase: phase, Action: Suspend, Reason: ReasonContractEnded,

@@ -12,7 +12,7 @@ import (
 // Recorded from restic 0.18.1 (bin/restic) backing up to a rest-server that was killed mid-backup and, in the
 // second recording, started again three seconds later.
 const (
-	recordedSaveRetry = `Save(<data/75a2551384>) returned error, retrying after 805.111612ms: Post "http://:***@127.0.0.1:18123/r/data/75a25513847a04f8f434e87f7662964f246cc79886340028ebd61d3989d839fe": dial tcp 127.0.0.1:18123: connect: connection refused`
+	recordedSaveRetry  = `Save(<data/75a2551384>) returned error, retrying after 805.111612ms: Post "http://:***@127.0.0.1:18123/r/data/75a25513847a04f8f434e87f7662964f246cc79886340028ebd61d3989d839fe": dial tcp 127.0.0.1:18123: connect: connection refused`
 	recordedSaveRetry2 = `Save(<data/e6f24e620f>) returned error, retrying after 1.368133382s: Post "http://:***@127.0.0.1:18123/r/data/e6f24e620fca56734698f0037006dbd150cea3df2b069406218f3e6bb9e97009": dial tcp 127.0.0.1:18123: connect: connection refused`
 	recordedStatRetry  = `Stat(<config/>) returned error, retrying after 997.079231ms: Head "http://:***@127.0.0.1:18123/r/config": dial tcp 127.0.0.1:18123: connect: connection refused`
 	recordedSuccess    = `Save(<data/75a2551384>) operation successful after 2 retries`
