@@ -460,50 +460,57 @@ func (r *TenantExitReconciler) suspend(ctx context.Context, s *exitScope) (bool,
 	return true, nil
 }
 
+// stoppable is a kind of workload the suspension stops: running says whether one still runs, stop changes its
+// spec so that it does not.
+type stoppable struct {
+	list    func() client.ObjectList
+	running func(client.Object) bool
+	stop    func(client.Object)
+	what    string // "scaling Deployment %s/%s to zero"
+}
+
+var stoppables = []stoppable{
+	{
+		list:    func() client.ObjectList { return &appsv1.DeploymentList{} },
+		running: func(o client.Object) bool { r := o.(*appsv1.Deployment).Spec.Replicas; return r == nil || *r != 0 },
+		stop:    func(o client.Object) { o.(*appsv1.Deployment).Spec.Replicas = ptr.To[int32](0) },
+		what:    "scaling Deployment %s/%s to zero",
+	},
+	{
+		list:    func() client.ObjectList { return &appsv1.StatefulSetList{} },
+		running: func(o client.Object) bool { r := o.(*appsv1.StatefulSet).Spec.Replicas; return r == nil || *r != 0 },
+		stop:    func(o client.Object) { o.(*appsv1.StatefulSet).Spec.Replicas = ptr.To[int32](0) },
+		what:    "scaling StatefulSet %s/%s to zero",
+	},
+	{
+		list:    func() client.ObjectList { return &batchv1.CronJobList{} },
+		running: func(o client.Object) bool { s := o.(*batchv1.CronJob).Spec.Suspend; return s == nil || !*s },
+		stop:    func(o client.Object) { o.(*batchv1.CronJob).Spec.Suspend = ptr.To(true) },
+		what:    "suspending CronJob %s/%s",
+	},
+}
+
+// scaleDown scales the namespace's Deployments and StatefulSets to zero and suspends its CronJobs.
 func (r *TenantExitReconciler) scaleDown(ctx context.Context, ns string) error {
-	var deps appsv1.DeploymentList
-	if err := r.APIReader.List(ctx, &deps, client.InNamespace(ns)); err != nil {
-		return err
-	}
-	for i := range deps.Items {
-		d := &deps.Items[i]
-		if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
-			continue
+	for _, k := range stoppables {
+		list := k.list()
+		if err := r.APIReader.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return err
 		}
-		p := client.MergeFrom(d.DeepCopy())
-		d.Spec.Replicas = ptr.To[int32](0)
-		if err := r.Client.Patch(ctx, d, p); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("scaling Deployment %s/%s to zero: %w", ns, d.Name, err)
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			return err
 		}
-	}
-	var sts appsv1.StatefulSetList
-	if err := r.APIReader.List(ctx, &sts, client.InNamespace(ns)); err != nil {
-		return err
-	}
-	for i := range sts.Items {
-		d := &sts.Items[i]
-		if d.Spec.Replicas != nil && *d.Spec.Replicas == 0 {
-			continue
-		}
-		p := client.MergeFrom(d.DeepCopy())
-		d.Spec.Replicas = ptr.To[int32](0)
-		if err := r.Client.Patch(ctx, d, p); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("scaling StatefulSet %s/%s to zero: %w", ns, d.Name, err)
-		}
-	}
-	var cjs batchv1.CronJobList
-	if err := r.APIReader.List(ctx, &cjs, client.InNamespace(ns)); err != nil {
-		return err
-	}
-	for i := range cjs.Items {
-		d := &cjs.Items[i]
-		if d.Spec.Suspend != nil && *d.Spec.Suspend {
-			continue
-		}
-		p := client.MergeFrom(d.DeepCopy())
-		d.Spec.Suspend = ptr.To(true)
-		if err := r.Client.Patch(ctx, d, p); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("suspending CronJob %s/%s: %w", ns, d.Name, err)
+		for _, item := range items {
+			o := item.(client.Object)
+			if !k.running(o) {
+				continue
+			}
+			p := client.MergeFrom(o.DeepCopyObject().(client.Object))
+			k.stop(o)
+			if err := r.Client.Patch(ctx, o, p); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf(k.what+": %w", ns, o.GetName(), err)
+			}
 		}
 	}
 	return nil

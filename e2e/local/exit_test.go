@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -316,9 +318,32 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		Consistently(exportPhase(ctx, stuck)).WithTimeout(5*time.Second).Should(Equal(custosv1alpha1.ExportFailed), "a failed export stays failed")
 		Expect(k8s.Delete(ctx, stuck)).To(Succeed())
 
-		By("ending the contract: suspended, then the exit's export is written")
+		By("running workloads in the tenant's namespace: a Deployment, a StatefulSet (replicas unset) and a CronJob")
+		ns := t.Status.Namespaces[0].Name
+		labels := map[string]string{"app": "emr"}
+		pod := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyAlways, Containers: []corev1.Container{{Name: "emr", Image: "registry.example.eu/emr:1"}}}}
+		dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "emr"},
+			Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](3), Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: pod}}
+		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "emr-cache"},
+			Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: pod}}
+		jobPod := *pod.DeepCopy()
+		jobPod.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+		cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "emr-report"},
+			Spec: batchv1.CronJobSpec{Schedule: "0 6 * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: jobPod}}}}
+		for _, o := range []client.Object{dep, sts, cj} {
+			Expect(k8s.Create(ctx, o)).To(Succeed())
+		}
+
+		By("ending the contract: suspended (workloads stopped), then the exit's export is written")
 		endContract(ctx, t)
 		Eventually(phase(ctx, t)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.TenantExporting))
+		Expect(k8s.Get(ctx, keyOf(dep), dep)).To(Succeed())
+		Expect(dep.Spec.Replicas).To(HaveValue(BeZero()))
+		Expect(k8s.Get(ctx, keyOf(sts), sts)).To(Succeed())
+		Expect(sts.Spec.Replicas).To(HaveValue(BeZero()))
+		Expect(k8s.Get(ctx, keyOf(cj), cj)).To(Succeed())
+		Expect(cj.Spec.Suspend).To(HaveValue(BeTrue()))
 		de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-exit"}}
 		Eventually(exportPhase(ctx, de)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
 		f, err := os.Open(de.Status.Artefact.Location)
