@@ -118,30 +118,14 @@ func (r Repository) stream(ctx context.Context, stdin io.Reader, stdout io.Write
 	runCtx := ctx
 	var stderr bytes.Buffer
 	var errOut io.Writer = &stderr
-	stderrBytes := stderr.Bytes
 	var watch *stallWatch
 	if r.BackendRetryLimit > 0 {
 		c, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
 		runCtx = c
 		watch = newStallWatch(r.BackendRetryLimit, time.Now, cancel)
-		errOut, stderrBytes = watch, watch.Bytes
-		// Retry lines come at restic's backoff intervals (up to a minute apart); the ticker stops the command
-		// on time between them.
-		tick := time.NewTicker(min(r.BackendRetryLimit/4, 5*time.Second))
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			defer tick.Stop()
-			for {
-				select {
-				case <-tick.C:
-					watch.check()
-				case <-done:
-					return
-				}
-			}
-		}()
+		errOut = io.MultiWriter(&stderr, watch)
+		defer watch.every(min(r.BackendRetryLimit/4, 5*time.Second))()
 	}
 	cmd := exec.CommandContext(runCtx, r.Binary, full...)
 	cmd.Env = append(baseEnv(), "RESTIC_REPOSITORY="+r.URL, "RESTIC_PASSWORD="+r.Password)
@@ -167,13 +151,13 @@ func (r Repository) stream(ctx context.Context, stdin io.Reader, stdout io.Write
 			return &Error{Command: args[0], Code: code, Message: st.Error() + "; custos stopped it", Stalled: st}
 		}
 	}
-	msg := ParseExitError(stderrBytes())
+	msg := ParseExitError(stderr.Bytes())
 	if msg == "" {
 		msg = err.Error()
 	}
 	if strings.Contains(msg, "command failed") {
 		// The command restic ran (pg_dump) said why on the shared stderr; keep its last words.
-		if why := commandStderr(stderrBytes(), 3); why != "" {
+		if why := commandStderr(stderr.Bytes(), 3); why != "" {
 			msg += ": " + why
 		}
 	}

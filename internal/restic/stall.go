@@ -56,16 +56,15 @@ func (e *BackendStalled) Error() string {
 		e.For.Round(time.Second), e.Limit, e.Op, e.Err)
 }
 
-// stallWatch follows restic's stderr line by line (keeping all of it in buf) and reports a BackendStalled once
-// an operation has failed without success for limit. Its decisions are a function of the lines seen and the
-// times passed to observe and check, so tests drive it with a fake clock.
+// stallWatch follows restic's stderr line by line and reports a BackendStalled once an operation has failed
+// without success for limit. Its decisions are a function of the lines seen and the clock it is given, so tests
+// drive it with a fake one.
 type stallWatch struct {
 	limit time.Duration
 	now   func() time.Time
 	stop  func(error)
 
 	mu      sync.Mutex
-	buf     bytes.Buffer
 	partial []byte
 	failing map[string]failure
 	stopped *BackendStalled
@@ -80,11 +79,10 @@ func newStallWatch(limit time.Duration, now func() time.Time, stop func(error)) 
 	return &stallWatch{limit: limit, now: now, stop: stop, failing: map[string]failure{}}
 }
 
-// Write keeps p and looks at each complete line.
+// Write looks at each complete line of p (a line may span writes).
 func (w *stallWatch) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.buf.Write(p)
 	w.partial = append(w.partial, p...)
 	for {
 		i := bytes.IndexByte(w.partial, '\n')
@@ -142,16 +140,28 @@ func (w *stallWatch) checkLocked() {
 	}
 }
 
+// every calls check every d until the returned function is called: retry lines come at restic's backoff
+// intervals, up to a minute apart, and the command must stop on time between them.
+func (w *stallWatch) every(d time.Duration) (stop func()) {
+	tick := time.NewTicker(d)
+	done := make(chan struct{})
+	go func() {
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				w.check()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
 // Stalled is the reason the command was stopped, or nil.
 func (w *stallWatch) Stalled() *BackendStalled {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.stopped
-}
-
-// Bytes is everything written so far.
-func (w *stallWatch) Bytes() []byte {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return bytes.Clone(w.buf.Bytes())
 }

@@ -100,11 +100,10 @@ var _ = Describe("Watching restic for a backend that keeps failing", func() {
 		Expect(stopped).To(HaveLen(1), "a retry line past the limit stops it without waiting for the ticker")
 	})
 
-	It("keeps everything written, also lines split across writes", func() {
+	It("sees a line split across writes as one", func() {
 		half := len(recordedStatRetry) / 2
 		_, _ = w.Write([]byte("open repository\n" + recordedStatRetry[:half]))
 		_, _ = w.Write([]byte(recordedStatRetry[half:] + "\n"))
-		Expect(string(w.Bytes())).To(Equal("open repository\n" + recordedStatRetry + "\n"))
 		at(2 * time.Minute)
 		w.check()
 		Expect(stopped).To(HaveLen(1), "the split line was seen as one")
