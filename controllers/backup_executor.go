@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,8 +21,11 @@ import (
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/internal/backup"
+	"github.com/custos-io/custos/internal/lifecycle"
 	"github.com/custos-io/custos/internal/restic"
+	"github.com/custos-io/custos/internal/retention"
 	"github.com/custos-io/custos/internal/runner"
+	"github.com/custos-io/custos/internal/storage"
 )
 
 // Programs are the external programs backups need.
@@ -31,6 +35,39 @@ type Programs struct {
 	// own limit is 15 minutes, during which the task would hold its location's runner slots); the task fails with
 	// the reason Unreachable and is retried. Zero leaves it to restic.
 	BackendRetryLimit time.Duration
+	// ObjectsLimit caps the bytes of Kubernetes objects (as YAML) one snapshot saves of a tenant's namespaces;
+	// a tenant above it gets no new snapshot and the reason ObjectsTooLarge, instead of a manager that runs out
+	// of memory or disk. Zero means DefaultObjectsLimit.
+	ObjectsLimit int64
+}
+
+// DefaultObjectsLimit is Programs.ObjectsLimit when none is set: a few hundred ConfigMaps at the API server's
+// 1 MiB object limit.
+const DefaultObjectsLimit = 256 << 20
+
+// objectsPageSize is how many objects of a kind one list call returns: at most this many objects (each at most
+// the API server's ~1.5 MiB request limit) are in memory at once.
+const objectsPageSize = 50
+
+// reasonObjectsTooLarge: the tenant's objects exceed Programs.ObjectsLimit.
+const reasonObjectsTooLarge = "ObjectsTooLarge"
+
+// errObjectsTooLarge is a snapshot refused because the tenant's objects exceed the limit.
+type errObjectsTooLarge struct {
+	limit int64
+	at    string
+}
+
+func (e *errObjectsTooLarge) Error() string {
+	return fmt.Sprintf("the objects of the tenant's namespaces exceed %d bytes as YAML (the manager's --objects-limit) at %s: "+
+		"no snapshot is taken; remove large ConfigMaps or Secrets from the tenant's namespaces, or raise the limit", e.limit, e.at)
+}
+
+// errHeld is an expiry stopped by a legal hold: nothing was forgotten.
+type errHeld struct{ reason string }
+
+func (e *errHeld) Error() string {
+	return "a legal hold (" + e.reason + ") stops every expiry: nothing was forgotten"
 }
 
 // BackupExecutor carries out backup tasks: it reads what a task needs from the API server (tenant, policy,
@@ -70,12 +107,15 @@ type locationSummary struct {
 
 // taskOutput is a task's result as JSON (a Job runner would read it back from the Job).
 type taskOutput struct {
-	Locations  map[string]locationSummary `json:"locations,omitempty"`
-	Snapshot   *backup.SnapshotResult     `json:"snapshot,omitempty"`
-	Expired    int                        `json:"expired,omitempty"`
-	Copied     int                        `json:"copied,omitempty"`
-	CheckError string                     `json:"checkError,omitempty"`
-	Drill      *backup.DrillResult        `json:"drill,omitempty"`
+	Locations map[string]locationSummary `json:"locations,omitempty"`
+	Snapshot  *backup.SnapshotResult     `json:"snapshot,omitempty"`
+	Expired   int                        `json:"expired,omitempty"`
+	// DeletedVersions are the noncurrent versions and delete markers an expiry deleted after its prune
+	// (a versioned S3 bucket).
+	DeletedVersions int                 `json:"deletedVersions,omitempty"`
+	Copied          int                 `json:"copied,omitempty"`
+	CheckError      string              `json:"checkError,omitempty"`
+	Drill           *backup.DrillResult `json:"drill,omitempty"`
 }
 
 // objectKinds are the namespaced kinds saved with each snapshot as YAML.
@@ -106,7 +146,12 @@ type taskEnv struct {
 	backends map[string]backend
 	primary  string
 	offsite  string
+	// retired is true for a location of the tenant's repositories that the policy no longer names.
+	retired map[string]bool
 }
+
+// active is true while the tenant's contract runs: expiry keeps its newest good snapshot.
+func (env *taskEnv) active() bool { return !env.tenant.Status.Phase.ExitStarted() }
 
 // Execute implements runner.Executor.
 func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, error) {
@@ -126,6 +171,12 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 	touched := []string{sp.Location}
 	if sp.Kind == retentionKindCopy {
 		touched = []string{env.primary, sp.Location}
+	}
+	if env.retired[sp.Location] && sp.Kind != retentionKindExpiry {
+		return nil, fmt.Errorf("location %q is no longer in the tenant's RetentionPolicy: only its expiry runs there", sp.Location)
+	}
+	if sp.Kind == retentionKindExpiry && lifecycle.HoldActive(env.tenant.Spec.LegalHold, e.Clock.Now()) {
+		return nil, &errHeld{env.tenant.Spec.LegalHold.Reason}
 	}
 	for _, loc := range touched {
 		b, ok := env.backends[loc]
@@ -157,17 +208,32 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 		}
 		out.Snapshot = &res
 	case retentionKindCopy:
-		n, err := backup.Copy(ctx, env.repos[env.primary], env.repos[sp.Location], env.tenant.Name, env.keep, now)
+		n, err := backup.Copy(ctx, env.repos[env.primary], env.repos[sp.Location], env.tenant.Name, env.keep, now, env.active())
 		if err != nil {
 			return nil, err
 		}
 		out.Copied = n
 	case retentionKindExpiry:
-		n, err := backup.Expire(ctx, env.repos[sp.Location], env.tenant.Name, env.keep, now)
+		primaryHolds := false
+		if lb := locationStatus(env.tenant, env.primary); lb != nil {
+			primaryHolds = lb.Snapshots > 0
+		}
+		n, err := backup.Expire(ctx, env.repos[sp.Location], env.tenant.Name, backup.ExpireOptions{
+			KeepWithin: env.keep, Now: now,
+			KeepNewest: retention.KeepNewest(env.active(), env.retired[sp.Location], primaryHolds),
+			Guard:      func(ctx context.Context) error { return e.notHeld(ctx, env.tenant.Name) },
+		})
 		if err != nil {
 			return nil, err
 		}
 		out.Expired = n
+		// A versioned S3 bucket keeps what the prune deleted as noncurrent versions: delete them too, so the
+		// expired data is gone, not hidden. Every run looks, so a run stopped between the two finishes the job.
+		dv, err := storage.PurgeDeletedVersions(ctx, env.repos[sp.Location])
+		if err != nil {
+			return nil, err
+		}
+		out.DeletedVersions = dv.Versions
 	case retentionKindCheck:
 		if err := env.repos[sp.Location].Check(ctx, env.policy.Spec.Check.ReadDataSubset); err != nil {
 			var re *restic.Error
@@ -204,6 +270,19 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 	return json.Marshal(out)
 }
 
+// notHeld re-reads the tenant right before an expiry forgets anything: a legal hold set since the task started
+// stops it with nothing forgotten.
+func (e *BackupExecutor) notHeld(ctx context.Context, tenant string) error {
+	var t custosv1alpha1.Tenant
+	if err := e.Reader.Get(ctx, client.ObjectKey{Name: tenant}, &t); err != nil {
+		return err
+	}
+	if lifecycle.HoldActive(t.Spec.LegalHold, e.Clock.Now()) {
+		return &errHeld{t.Spec.LegalHold.Reason}
+	}
+	return nil
+}
+
 // Kinds as the runner carries them.
 const (
 	retentionKindSnapshot = string(custosv1alpha1.TaskSnapshot)
@@ -233,11 +312,17 @@ func (e *BackupExecutor) load(ctx context.Context, sp runner.Spec) (*taskEnv, er
 	if err != nil {
 		return nil, err
 	}
-	env := &taskEnv{tenant: &t, policy: &p, keep: keep, dir: dir, repos: map[string]restic.Repository{}, backends: map[string]backend{}, primary: p.Spec.Primary.Name}
+	env := &taskEnv{tenant: &t, policy: &p, keep: keep, dir: dir, repos: map[string]restic.Repository{}, backends: map[string]backend{},
+		primary: p.Spec.Primary.Name, retired: map[string]bool{}}
 	locs := []string{p.Spec.Primary.Name}
 	if p.Spec.Offsite != nil {
 		env.offsite = p.Spec.Offsite.Name
 		locs = append(locs, env.offsite)
+	}
+	if sp.Location != "" && !slices.Contains(locs, sp.Location) && locationStatus(&t, sp.Location) != nil {
+		// A location the tenant's repositories were in before the policy changed: still expired until empty.
+		env.retired[sp.Location] = true
+		locs = append(locs, sp.Location)
 	}
 	keys := &corev1.Secret{}
 	if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: repoKeySecretPrefix + t.Name}, keys); err != nil {
@@ -250,7 +335,8 @@ func (e *BackupExecutor) load(ctx context.Context, sp runner.Spec) (*taskEnv, er
 			_ = os.RemoveAll(dir)
 			return nil, err
 		}
-		if !custosv1alpha1.JurisdictionAdmitted(p.Spec.AllowedJurisdictions, bl.Spec.Jurisdiction) {
+		// Deleting is allowed anywhere: a retired location outside today's jurisdictions is still expired.
+		if !env.retired[loc] && !custosv1alpha1.JurisdictionAdmitted(p.Spec.AllowedJurisdictions, bl.Spec.Jurisdiction) {
 			_ = os.RemoveAll(dir)
 			return nil, &probeError{custosv1alpha1.ReasonJurisdictionRefused, fmt.Sprintf("%s is in %s, which the policy does not allow", loc, bl.Spec.Jurisdiction)}
 		}
@@ -293,34 +379,79 @@ func (e *BackupExecutor) snapshot(ctx context.Context, env *taskEnv, sp runner.S
 	if err != nil {
 		return backup.SnapshotResult{}, err
 	}
-	objects, err := e.objects(ctx, env.tenant)
-	if err != nil {
-		return backup.SnapshotResult{}, fmt.Errorf("reading the tenant's objects: %w", err)
-	}
 	return backup.Snapshot(ctx, env.repos[sp.Location], backup.SnapshotInput{
-		Tenant: env.tenant.Name, Slot: sp.Slot, Database: db, Objects: objects, TempDir: env.dir, FirstAttempt: sp.Attempt == 1})
+		Tenant: env.tenant.Name, Slot: sp.Slot, Database: db, TempDir: env.dir, FirstAttempt: sp.Attempt == 1,
+		WriteObjects: func(ctx context.Context, dir string) error {
+			if err := e.writeObjects(ctx, env.tenant, dir); err != nil {
+				return fmt.Errorf("reading the tenant's objects: %w", err)
+			}
+			return nil
+		}})
 }
 
-// objects reads the tenant namespaces' objects as YAML, keyed <namespace>/<kind>/<name>.yaml.
+// writeObjects writes the tenant namespaces' objects as YAML into dir, as <namespace>/<kind>/<name>.yaml, one
+// page at a time (eachObject).
+func (e *BackupExecutor) writeObjects(ctx context.Context, t *custosv1alpha1.Tenant, dir string) error {
+	return e.eachObject(ctx, t, func(path string, b []byte) error {
+		p := filepath.Join(dir, filepath.Clean("/"+path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		return os.WriteFile(p, b, 0o600)
+	})
+}
+
+// objects reads the tenant namespaces' objects as YAML, keyed <namespace>/<kind>/<name>.yaml (for an export
+// bag); Programs.ObjectsLimit bounds what it holds.
 func (e *BackupExecutor) objects(ctx context.Context, t *custosv1alpha1.Tenant) (map[string][]byte, error) {
 	out := map[string][]byte{}
+	err := e.eachObject(ctx, t, func(path string, b []byte) error {
+		out[path] = b
+		return nil
+	})
+	return out, err
+}
+
+// eachObject hands each object of the tenant's namespaces to fn as YAML, with its path
+// <namespace>/<kind>/<name>.yaml. Each kind is listed in pages of objectsPageSize (Limit and Continue), and a
+// page is handed on before the next is read, so the manager holds one page at a time however many objects a
+// tenant has. Past Programs.ObjectsLimit bytes it stops with errObjectsTooLarge: a tenant cannot make the
+// manager run out of memory or disk (and so stop every other tenant's tasks) with its own objects.
+func (e *BackupExecutor) eachObject(ctx context.Context, t *custosv1alpha1.Tenant, fn func(path string, b []byte) error) error {
+	limit := e.Programs.ObjectsLimit
+	if limit <= 0 {
+		limit = DefaultObjectsLimit
+	}
+	var total int64
 	for _, ns := range t.Status.Namespaces {
 		for _, gvk := range objectKinds {
-			list := &unstructured.UnstructuredList{}
-			list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-			if err := e.Reader.List(ctx, list, client.InNamespace(ns.Name)); err != nil {
-				return nil, fmt.Errorf("%s in %s: %w", gvk.Kind, ns.Name, err)
-			}
-			for i := range list.Items {
-				o := &list.Items[i]
-				o.SetManagedFields(nil)
-				b, err := yaml.Marshal(o.Object)
-				if err != nil {
-					return nil, err
+			cont := ""
+			for {
+				list := &unstructured.UnstructuredList{}
+				list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+				if err := e.Reader.List(ctx, list, client.InNamespace(ns.Name), client.Limit(objectsPageSize), client.Continue(cont)); err != nil {
+					return fmt.Errorf("%s in %s: %w", gvk.Kind, ns.Name, err)
 				}
-				out[fmt.Sprintf("%s/%s/%s.yaml", ns.Name, strings.ToLower(gvk.Kind), o.GetName())] = b
+				for i := range list.Items {
+					o := &list.Items[i]
+					o.SetManagedFields(nil)
+					b, err := yaml.Marshal(o.Object)
+					if err != nil {
+						return err
+					}
+					if total += int64(len(b)); total > limit {
+						return &errObjectsTooLarge{limit: limit, at: fmt.Sprintf("%s %s/%s", gvk.Kind, ns.Name, o.GetName())}
+					}
+					if err := fn(fmt.Sprintf("%s/%s/%s.yaml", ns.Name, strings.ToLower(gvk.Kind), o.GetName()), b); err != nil {
+						return err
+					}
+				}
+				list.Items = nil
+				if cont = list.GetContinue(); cont == "" {
+					break
+				}
 			}
 		}
 	}
-	return out, nil
+	return nil
 }

@@ -29,8 +29,12 @@ var (
 	}, []string{"tenant", "location"})
 	metricExpiryDeadline = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "custos_backup_expiry_deadline_timestamp_seconds",
-		Help: "Time by which the oldest snapshot of a tenant is gone from every location.",
+		Help: "Time by which the oldest snapshot of a tenant is gone from every location (the latest of the locations' deadlines; alert on custos_backup_location_expiry_deadline_timestamp_seconds, which a single overdue location does not hide behind another's later deadline).",
 	}, []string{"tenant"})
+	metricLocationExpiryDeadline = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "custos_backup_location_expiry_deadline_timestamp_seconds",
+		Help: "Time by which the oldest snapshot of a tenant is gone from one location (retired locations included); in the past means that location is overdue.",
+	}, []string{"tenant", "location"})
 	metricDrillSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "custos_restore_drill_last_success_timestamp_seconds",
 		Help: "Time of the latest successful restore drill of a tenant.",
@@ -42,7 +46,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(metricLastSuccess, metricDuration, metricTasks, metricSnapshots, metricExpiryDeadline, metricDrillSuccess, metricDestruction)
+	metrics.Registry.MustRegister(metricLastSuccess, metricDuration, metricTasks, metricSnapshots, metricExpiryDeadline, metricLocationExpiryDeadline, metricDrillSuccess, metricDestruction)
 }
 
 func metricTaskResult(_, kind, _ string, ok bool, d time.Duration) {
@@ -62,11 +66,17 @@ func metricsFromStatus(t *custosv1alpha1.Tenant, _ *backupScope) {
 		if lb.Newest != nil {
 			metricLastSuccess.WithLabelValues(t.Name, lb.Location).Set(float64(lb.Newest.Unix()))
 		}
-		if lb.GoneBy != nil && lb.GoneBy.After(deadline) {
+		if lb.GoneBy == nil {
+			metricLocationExpiryDeadline.DeleteLabelValues(t.Name, lb.Location)
+			continue
+		}
+		metricLocationExpiryDeadline.WithLabelValues(t.Name, lb.Location).Set(float64(lb.GoneBy.Unix()))
+		if lb.GoneBy.After(deadline) {
 			deadline = lb.GoneBy.Time
 		}
 	}
-	if !deadline.IsZero() {
+	// From the exit on, the exit controller sets the tenant's deadline (status.exit.backupsGoneBy).
+	if !deadline.IsZero() && !t.Status.Phase.ExitStarted() {
 		metricExpiryDeadline.WithLabelValues(t.Name).Set(float64(deadline.Unix()))
 	}
 	if d := t.Status.LastDrill; d != nil && d.Succeeded {
@@ -77,7 +87,7 @@ func metricsFromStatus(t *custosv1alpha1.Tenant, _ *backupScope) {
 // forgetTenantMetrics drops the per-tenant series of a destroyed tenant, so dashboards do not alert on a tenant
 // that no longer exists.
 func forgetTenantMetrics(tenant string) {
-	for _, v := range []*prometheus.GaugeVec{metricLastSuccess, metricSnapshots} {
+	for _, v := range []*prometheus.GaugeVec{metricLastSuccess, metricSnapshots, metricLocationExpiryDeadline} {
 		v.DeletePartialMatch(prometheus.Labels{"tenant": tenant})
 	}
 	metricExpiryDeadline.DeleteLabelValues(tenant)

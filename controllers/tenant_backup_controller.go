@@ -122,6 +122,9 @@ func (r *TenantBackupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, r.drain(ctx, base, &t)
 	}
 
+	if !t.Status.Phase.ExitStarted() {
+		r.legalHold(ctx, s) // from the exit on, the exit controller shows the hold
+	}
 	err := r.loadPolicy(ctx, s)
 	if err == nil {
 		err = r.ensureRepoKeys(ctx, s)
@@ -138,6 +141,7 @@ func (r *TenantBackupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	r.collect(ctx, s)
 	r.plan(s)
 	r.health(s)
+	metricsFromStatus(&t, s)
 	if err := r.patch(ctx, base, &t); err != nil {
 		return ctrl.Result{}, err // nothing submitted or forgotten: the next reconcile records and submits again
 	}
@@ -150,6 +154,33 @@ func (r *TenantBackupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		}
 	}
 	return ctrl.Result{RequeueAfter: s.requeue}, nil
+}
+
+// legalHold shows a legal hold on a tenant whose contract runs (the LegalHold condition, with its reason) and
+// records it on the audit trail when it is set and when it is lifted: the hold stops every expiry, and that must
+// be visible and on the record, not only in the exit.
+func (r *TenantBackupReconciler) legalHold(ctx context.Context, s *backupScope) {
+	t := s.tenant
+	c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionLegalHold)
+	if h := t.Spec.LegalHold; lifecycle.HoldActive(h, s.now) {
+		msg := "a legal hold stops every expiry and every destructive step; new snapshots go on: " + h.Reason
+		if h.Until != nil {
+			msg += "; until " + h.Until.UTC().Format(time.RFC3339)
+			s.requeueAfter(h.Until.Sub(s.now))
+		}
+		if c == nil || c.Status != metav1.ConditionTrue {
+			r.Audit.Record(ctx, t, evidence.ActionLegalHoldSet, map[string]string{"reason": h.Reason,
+				auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldSet, t.Generation)})
+			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonLegalHoldActive, "LegalHold", "%s", msg)
+		}
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, true, custosv1alpha1.ReasonLegalHoldActive, msg)
+		return
+	}
+	if c != nil && c.Status == metav1.ConditionTrue {
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, false, custosv1alpha1.ReasonLegalHoldExpired,
+			"the legal hold is lifted or has passed its until date; expiry resumes")
+		r.Audit.Record(ctx, t, evidence.ActionLegalHoldLifted, map[string]string{auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldLifted, t.Generation)})
+	}
 }
 
 func (r *TenantBackupReconciler) patch(ctx context.Context, base, t *custosv1alpha1.Tenant) error {
@@ -296,6 +327,13 @@ func (r *TenantBackupReconciler) collect(ctx context.Context, s *backupScope) {
 		sp := specOf(t, task)
 		if res, ok := r.Runner.Result(sp.Key()); ok {
 			s.recorded = append(s.recorded, sp.Key())
+			var held *errHeld
+			if errors.As(res.Err, &held) {
+				// Stopped by a legal hold before it forgot anything: the slot is not answered, so the plan asks
+				// for the expiry again once the hold is lifted.
+				r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonLegalHoldActive, "Expiry", "expiry at %s stopped: %s", task.Location, res.Err)
+				continue
+			}
 			if res.Err == nil {
 				r.succeeded(ctx, s, task, res)
 				continue
@@ -318,6 +356,13 @@ func (r *TenantBackupReconciler) collect(ctx context.Context, s *backupScope) {
 			continue
 		}
 		// Recorded but not running: a retry that is due, or a task a previous manager was running when it stopped.
+		if task.Kind == custosv1alpha1.TaskExpiry && lifecycle.HoldActive(t.Spec.LegalHold, s.now) {
+			// A legal hold stops all destruction, also of an expiry recorded before it: the task is dropped
+			// unstarted, and the plan asks for the slot again once the hold is lifted.
+			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonLegalHoldActive, "Expiry",
+				"the expiry recorded for %s at %s is not started: a legal hold (%s) applies", task.Slot.UTC().Format(time.RFC3339), task.Location, t.Spec.LegalHold.Reason)
+			continue
+		}
 		if task.NotBefore != nil && task.NotBefore.After(s.now) {
 			s.requeueAfter(task.NotBefore.Sub(s.now))
 			kept = append(kept, task)
@@ -336,11 +381,32 @@ func (r *TenantBackupReconciler) collect(ctx context.Context, s *backupScope) {
 	t.Status.Tasks = kept
 }
 
+// Roles of a location in status.backups.
+const (
+	rolePrimary = "Primary"
+	roleOffsite = "Offsite"
+	roleRetired = "Retired"
+)
+
 func roleOf(s *backupScope, loc string) string {
-	if loc != "" && loc == s.offsite {
-		return "Offsite"
+	switch {
+	case loc != "" && loc == s.offsite:
+		return roleOffsite
+	case loc == s.primary || s.primary == "":
+		return rolePrimary
 	}
-	return "Primary"
+	return roleRetired
+}
+
+// retired are the locations in status.backups with a repository that the policy names no longer.
+func (s *backupScope) retired() []string {
+	var out []string
+	for _, lb := range s.tenant.Status.Backups {
+		if lb.Location != s.primary && lb.Location != s.offsite && lb.RepositoryID != "" {
+			out = append(out, lb.Location)
+		}
+	}
+	return out
 }
 
 func truncate(s string, n int) string {
@@ -385,6 +451,14 @@ func (r *TenantBackupReconciler) givenUp(s *backupScope, task custosv1alpha1.Bac
 
 // errorReason is a condition reason for a task failure.
 func errorReason(err error) string {
+	var tooLarge *errObjectsTooLarge
+	if errors.As(err, &tooLarge) {
+		return reasonObjectsTooLarge
+	}
+	var held *errHeld
+	if errors.As(err, &held) {
+		return custosv1alpha1.ReasonLegalHoldActive
+	}
 	var re *restic.Error
 	if errors.As(err, &re) {
 		return re.Reason()
@@ -430,9 +504,9 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "SnapshotsCopied", "Copy", "offsite %s holds %d snapshots", task.Location, lb.Snapshots)
 	case custosv1alpha1.TaskExpiry:
 		lb.ExpiredSnapshots = int32(out.Expired)
-		if out.Expired > 0 {
+		if out.Expired > 0 || out.DeletedVersions > 0 {
 			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "SnapshotsExpired", "Expiry",
-				"%d snapshots older than %s forgotten and pruned at %s", out.Expired, s.policy.Spec.KeepWithin, task.Location)
+				"%d snapshots older than %s forgotten and pruned at %s (%d noncurrent object versions deleted)", out.Expired, s.policy.Spec.KeepWithin, task.Location, out.DeletedVersions)
 		}
 	case custosv1alpha1.TaskCheck:
 		ok := out.CheckError == ""
@@ -467,6 +541,7 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 		detail["snapshot"], detail["objectsSnapshot"] = out.Snapshot.DBSnapshot, out.Snapshot.ObjectsSnapshot
 	case task.Kind == custosv1alpha1.TaskExpiry:
 		detail["expired"] = fmt.Sprint(out.Expired)
+		detail["deletedVersions"] = fmt.Sprint(out.DeletedVersions)
 	case task.Kind == custosv1alpha1.TaskCheck:
 		detail["succeeded"] = fmt.Sprint(out.CheckError == "")
 	case task.Kind == custosv1alpha1.TaskDrill && t.Status.LastDrill != nil:
@@ -517,8 +592,12 @@ func (r *TenantBackupReconciler) plan(s *backupScope) {
 		}
 		return st
 	}
-	in := retention.PlanInput{Tenant: t.Name, Primary: state(s.primary, false), Busy: busy,
+	hold := lifecycle.HoldActive(t.Spec.LegalHold, s.now)
+	in := retention.PlanInput{Tenant: t.Name, Primary: state(s.primary, false), Busy: busy, Hold: hold,
 		TakeNew: t.Status.Phase == custosv1alpha1.TenantActive && t.Status.Database != nil}
+	for _, loc := range s.retired() {
+		in.Retired = append(in.Retired, state(loc, false))
+	}
 	if s.offsite != "" {
 		o := state(s.offsite, true)
 		in.Offsite = &o
@@ -526,12 +605,8 @@ func (r *TenantBackupReconciler) plan(s *backupScope) {
 	if t.Status.LastDrill != nil {
 		in.LastDrill = timeOf(t.Status.LastDrill.Slot)
 	}
-	due, next := retention.Plan(in, s.scheds, s.now)
-	hold := lifecycle.HoldActive(t.Spec.LegalHold, s.now)
+	due, next := retention.Plan(in, s.scheds, s.now) // a legal hold (Hold) plans no expiry: it resumes when lifted
 	for _, d := range due {
-		if hold && d.Kind == retention.KindExpiry {
-			continue // a legal hold keeps every snapshot; expiry resumes when it is lifted
-		}
 		task := custosv1alpha1.BackupTask{Kind: custosv1alpha1.TaskKind(d.Kind), Location: d.Location, Slot: metav1.NewTime(d.Slot), Attempts: 1}
 		sp := specOf(t, task)
 		task.Key = sp.TaskKey()
@@ -553,7 +628,7 @@ func (r *TenantBackupReconciler) plan(s *backupScope) {
 	} else {
 		t.Status.NextBackup = nil
 	}
-	for _, lb := range []string{s.primary, s.offsite} {
+	for _, lb := range append([]string{s.primary, s.offsite}, s.retired()...) {
 		if lb == "" {
 			continue
 		}
@@ -562,6 +637,13 @@ func (r *TenantBackupReconciler) plan(s *backupScope) {
 		sched := s.scheds.Snapshot
 		if lb == s.offsite {
 			kind, sched = retention.KindCopy, s.scheds.Copy
+		}
+		if l.Role == roleRetired {
+			l.NextRun = nil
+			if l.Snapshots > 0 {
+				l.NextRun = timePtr(s.scheds.Expiry.Next(retention.ScheduleKey(t.Name, retention.KindExpiry, lb), s.now))
+			}
+			continue
 		}
 		if in.TakeNew {
 			l.NextRun = timePtr(sched.Next(retention.ScheduleKey(t.Name, kind, lb), s.now))
@@ -611,6 +693,14 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 			}
 		}
 	}
+	for _, loc := range s.retired() {
+		if lb := locationStatus(t, loc); lb != nil && lb.LastError != "" {
+			problems = append(problems, fmt.Sprintf("retired %s (no longer in the policy, still expired): %s", loc, lb.LastError))
+			if reason == "" {
+				reason = cmp.Or(lb.LastErrorReason, reasonTaskFailed)
+			}
+		}
+	}
 	msg := fmt.Sprintf("snapshots younger than %s in every location", s.policy.Spec.MaxSnapshotAge)
 	switch {
 	case len(problems) > 0:
@@ -622,7 +712,6 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 	}
 	meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: custosv1alpha1.ConditionBackupsHealthy, Status: status,
 		Reason: reason, Message: truncate(msg, 4000), ObservedGeneration: t.Generation})
-	metricsFromStatus(t, s)
 }
 
 // disposing reports whether the tenant's repositories are being (or have been) destroyed: no backup task may

@@ -381,8 +381,10 @@ type DatabaseStatus struct {
 type LocationBackupStatus struct {
 	// location is the BackupLocation's name.
 	Location string `json:"location"`
-	// role of the location in the policy.
-	// +kubebuilder:validation:Enum=Primary;Offsite
+	// role of the location in the policy: Primary, Offsite, or Retired for a location the policy names no
+	// longer (its repository is still expired, on the policy's expiry schedule, until it holds no snapshot; the
+	// exit destroys it with the others).
+	// +kubebuilder:validation:Enum=Primary;Offsite;Retired
 	// +optional
 	Role string `json:"role,omitempty"`
 	// repositoryID is restic's id of the tenant's repository at this location.

@@ -52,6 +52,7 @@ func main() {
 	flag.StringVar(&progs.PgDump, "pg-dump", "pg_dump", "The pg_dump program; its major version must be at least the servers'.")
 	flag.StringVar(&progs.Psql, "psql", "psql", "The psql program (restore drills).")
 	flag.DurationVar(&progs.BackendRetryLimit, "backend-retry-limit", 3*time.Minute, "A restic command whose backup location keeps failing this long is stopped, and its task retried later (restic alone retries for 15 minutes); 0 leaves it to restic.")
+	flag.Int64Var(&progs.ObjectsLimit, "objects-limit", controllers.DefaultObjectsLimit, "Bytes of a tenant's Kubernetes objects (as YAML) one snapshot saves at most; a tenant above it gets no new snapshot and the reason ObjectsTooLarge.")
 	flag.StringVar(&workDir, "work-dir", filepath.Join(os.TempDir(), "custos"), "Directory for backup tasks' temporary files and restic's cache.")
 	flag.IntVar(&backupConc, "backup-concurrency", 2, "How many backup tasks run at once.")
 	flag.IntVar(&backupConcLoc, "backup-concurrency-per-location", 2, "How many backup tasks run at once at one BackupLocation.")

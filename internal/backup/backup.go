@@ -119,6 +119,10 @@ type SnapshotInput struct {
 	Database Database
 	// Objects are the tenant's Kubernetes objects: path under objects/ → YAML.
 	Objects map[string][]byte
+	// WriteObjects, when set, writes the objects itself into dir (the objects/ directory), so that a caller can
+	// stream them page by page instead of holding them all in memory; an error fails the slot before the dump
+	// starts.
+	WriteObjects func(ctx context.Context, dir string) error
 	// TempDir holds the stats file and the objects while they are backed up; it is removed afterwards.
 	TempDir string
 	// FirstAttempt is true when no earlier attempt at this slot ever started (the caller recorded the attempt
@@ -210,6 +214,11 @@ func Snapshot(ctx context.Context, repo restic.Repository, in SnapshotInput) (Sn
 	meta := Meta{Tenant: in.Tenant, Slot: in.Slot.UTC(), Database: in.Database.Name, Checksums: pgdump.XXH3}
 	if err := writeMeta(filepath.Join(dir, "meta"), meta, in.Objects); err != nil {
 		return SnapshotResult{}, err
+	}
+	if in.WriteObjects != nil {
+		if err := in.WriteObjects(ctx, filepath.Join(dir, "meta", MetaDir, "objects")); err != nil {
+			return SnapshotResult{}, err
+		}
 	}
 
 	// The objects snapshot runs beside the dump; a dump that fails cancels it, or forgets it when it was done.
@@ -319,36 +328,57 @@ func Summarize(ctx context.Context, repo restic.Repository, tenant string) (Summ
 func toRetention(snaps []restic.Snapshot) []retention.Snapshot {
 	out := make([]retention.Snapshot, 0, len(snaps))
 	for _, s := range snaps {
-		out = append(out, retention.Snapshot{ID: s.ID, Time: s.Time})
+		out = append(out, retention.Snapshot{ID: s.ID, Time: s.Time, Slot: s.Tag(TagSlot), Kind: s.Tag(TagKind)})
 	}
 	return out
 }
 
-// Expire forgets every snapshot of the tenant taken more than keepWithin before now and prunes what only they
-// referenced, so the data is gone from the repository, not just unlisted. It does not depend on newer snapshots
-// existing. It returns how many snapshots it removed.
-func Expire(ctx context.Context, repo restic.Repository, tenant string, keepWithin time.Duration, now time.Time) (int, error) {
+// ExpireOptions say what an expiry keeps.
+type ExpireOptions struct {
+	KeepWithin time.Duration
+	Now        time.Time
+	// KeepNewest keeps the newest complete slot whatever its age (an active tenant: retention.KeepNewest).
+	KeepNewest bool
+	// Guard, when set, is asked right before anything is forgotten (after the snapshots were listed); an error
+	// stops the expiry with nothing forgotten. The controller uses it to honour a legal hold set while the task
+	// was queued or listing.
+	Guard func(ctx context.Context) error
+}
+
+// Expire forgets every snapshot of the tenant taken more than KeepWithin before Now (except what KeepNewest
+// keeps) and prunes what only they referenced, so the data is gone from the repository, not just unlisted. It
+// does not depend on newer snapshots existing. It returns how many snapshots it removed.
+func Expire(ctx context.Context, repo restic.Repository, tenant string, o ExpireOptions) (int, error) {
 	snaps, err := repo.Snapshots(ctx, tag(TagTenant, tenant))
 	if err != nil {
 		return 0, err
 	}
-	ids := retention.Expired(toRetention(snaps), keepWithin, now)
+	ids := retention.Expired(toRetention(snaps), o.KeepWithin, o.Now, o.KeepNewest)
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if o.Guard != nil {
+		if err := o.Guard(ctx); err != nil {
+			return 0, err
+		}
+	}
 	if err := repo.Forget(ctx, ids); err != nil {
 		return 0, err
 	}
 	return len(ids), nil
 }
 
-// Copy copies to offsite the tenant's snapshots in primary that are inside the retention window and not there
-// yet. Expired snapshots are never copied, so a copy that runs between the two locations' expiry runs does not
-// bring back what the offsite expiry removed. It returns how many snapshots the primary offered.
-func Copy(ctx context.Context, primary, offsite restic.Repository, tenant string, keepWithin time.Duration, now time.Time) (int, error) {
+// Copy copies to offsite the tenant's snapshots in primary that are inside the retention window (or kept by
+// keepNewest, as the primary's expiry keeps them) and not there yet. Expired snapshots are never copied, so a
+// copy that runs between the two locations' expiry runs does not bring back what the offsite expiry removed. It
+// returns how many snapshots the primary offered.
+func Copy(ctx context.Context, primary, offsite restic.Repository, tenant string, keepWithin time.Duration, now time.Time, keepNewest bool) (int, error) {
 	snaps, err := primary.Snapshots(ctx, tag(TagTenant, tenant))
 	if err != nil {
 		return 0, fmt.Errorf("listing the primary: %w", err)
 	}
 	expired := map[string]bool{}
-	for _, id := range retention.Expired(toRetention(snaps), keepWithin, now) {
+	for _, id := range retention.Expired(toRetention(snaps), keepWithin, now, keepNewest) {
 		expired[id] = true
 	}
 	var ids []string

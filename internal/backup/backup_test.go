@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -246,13 +247,13 @@ var _ = Describe("Backups of a tenant", Ordered, func() {
 	})
 
 	It("copies the snapshots inside the window offsite, and a second copy adds nothing", func(ctx SpecContext) {
-		offered, err := backup.Copy(ctx, primary, offsite, tenant, keep, now)
+		offered, err := backup.Copy(ctx, primary, offsite, tenant, keep, now, false)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(offered).To(Equal(6))
 		s, _, err := backup.Summarize(ctx, offsite, tenant)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(s.Count).To(Equal(3))
-		_, err = backup.Copy(ctx, primary, offsite, tenant, keep, now)
+		_, err = backup.Copy(ctx, primary, offsite, tenant, keep, now, false)
 		Expect(err).NotTo(HaveOccurred())
 		s2, _, _ := backup.Summarize(ctx, offsite, tenant)
 		Expect(s2.Count).To(Equal(3))
@@ -274,11 +275,29 @@ var _ = Describe("Backups of a tenant", Ordered, func() {
 				conn.Close(ctx)
 			}
 		}
-		before := dirSize(primDir)
-		removed, err := backup.Expire(ctx, primary, old, keep, now)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(removed).To(Equal(24), "12 database and 12 objects snapshots")
+		By("an active tenant keeps its newest complete slot, however old, and nothing is forgotten past a guard that refuses")
+		refused := errors.New("a legal hold")
+		removed, err := backup.Expire(ctx, primary, old, backup.ExpireOptions{KeepWithin: keep, Now: now, KeepNewest: true,
+			Guard: func(context.Context) error { return refused }})
+		Expect(err).To(MatchError(refused))
+		Expect(removed).To(BeZero())
 		s, _, err := backup.Summarize(ctx, primary, old)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(s.Count).To(Equal(12))
+		removed, err = backup.Expire(ctx, primary, old, backup.ExpireOptions{KeepWithin: keep, Now: now, KeepNewest: true})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(removed).To(Equal(22), "11 database and 11 objects snapshots")
+		s, _, err = backup.Summarize(ctx, primary, old)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(s.Count).To(Equal(1))
+		Expect(s.Newest).To(BeTemporally("~", now.Add(-35*day), time.Second))
+
+		By("the exit keeps nothing past the window")
+		before := dirSize(primDir)
+		removed, err = backup.Expire(ctx, primary, old, backup.ExpireOptions{KeepWithin: keep, Now: now})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(removed).To(Equal(2), "the slot the active tenant kept")
+		s, _, err = backup.Summarize(ctx, primary, old)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(s.Count).To(BeZero())
 		Expect(dirSize(primDir)).To(BeNumerically("<", before), "prune removed the data, not just the listing")
@@ -292,7 +311,7 @@ var _ = Describe("Backups of a tenant", Ordered, func() {
 		at := now.Add(-40 * day)
 		_, err := backup.Snapshot(ctx, primary, backup.SnapshotInput{Tenant: tenant, Slot: at, At: at, Database: db, TempDir: tmp})
 		Expect(err).NotTo(HaveOccurred())
-		_, err = backup.Copy(ctx, primary, offsite, tenant, keep, now)
+		_, err = backup.Copy(ctx, primary, offsite, tenant, keep, now, false)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(countSlot(ctx, offsite, tenant, at)).To(BeEmpty())
 	})

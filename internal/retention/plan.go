@@ -39,8 +39,14 @@ type PlanInput struct {
 	// go on after it is false, until the repositories are empty.
 	TakeNew bool
 	// Primary and Offsite (nil when the policy has none).
-	Primary   LocationState
-	Offsite   *LocationState
+	Primary LocationState
+	Offsite *LocationState
+	// Retired are the locations the tenant's repositories were in that the policy names no longer (a location
+	// replaced to change its URL, an offsite dropped): they are still expired, on the expiry schedule, until
+	// they are empty, so that no copy outlives the retention window because a policy changed.
+	Retired []LocationState
+	// Hold is true while a legal hold applies: no expiry is planned (nothing is destroyed).
+	Hold      bool
 	LastDrill *time.Time
 	// Busy holds the kinds with a task in flight: a copy or a drill waits for a running snapshot.
 	Busy map[string]bool
@@ -66,6 +72,8 @@ func ScheduleKey(tenant, kind, location string) string { return tenant + "/" + k
 //     backups succeed: the retention window counts from the wall clock.
 //   - Check of every repository on its schedule.
 //   - Drill from the primary on its schedule while TakeNew, once there is a snapshot and none is in flight.
+//   - Expiry of every retired location that still holds snapshots, on the expiry schedule.
+//   - No expiry anywhere while Hold.
 func Plan(in PlanInput, s Schedules, now time.Time) (due []Due, next time.Time) {
 	consider := func(kind, loc string, sched Schedule, last *time.Time, allowed bool) {
 		key := ScheduleKey(in.Tenant, kind, loc)
@@ -89,11 +97,23 @@ func Plan(in PlanInput, s Schedules, now time.Time) (due []Due, next time.Time) 
 		if l == nil {
 			continue
 		}
-		consider(KindExpiry, l.Name, s.Expiry, l.LastExpiry, l.Repository)
+		consider(KindExpiry, l.Name, s.Expiry, l.LastExpiry, l.Repository && !in.Hold)
 		consider(KindCheck, l.Name, s.Check, l.LastCheck, l.Repository && l.Snapshots > 0)
+	}
+	for i := range in.Retired {
+		l := &in.Retired[i]
+		consider(KindExpiry, l.Name, s.Expiry, l.LastExpiry, l.Repository && l.Snapshots > 0 && !in.Hold)
 	}
 	if s.DrillEnabled {
 		consider(KindDrill, p.Name, s.Drill, in.LastDrill, in.TakeNew && p.Snapshots > 0 && !snapshotBusy)
 	}
 	return due, next
+}
+
+// KeepNewest says whether an expiry keeps the newest good snapshot (retention.Protected) whatever its age. An
+// active tenant keeps it in each location of its policy; in a retired location only while the policy's primary
+// holds no snapshot yet (the retired one may hold the tenant's only good copy). A tenant in its exit keeps
+// nothing past the window: that is the contract.
+func KeepNewest(active, retired, primaryHoldsSnapshots bool) bool {
+	return active && (!retired || !primaryHoldsSnapshots)
 }

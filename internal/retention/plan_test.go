@@ -91,6 +91,38 @@ var _ = Describe("Plan", func() {
 		Expect(kinds(due)).NotTo(ContainElement("Drill@p"))
 	})
 
+	It("keeps expiring a location taken out of the policy until it is empty, and checks and copies nothing there", func() {
+		in := fresh()
+		in.Retired = []LocationState{{Name: "old", Repository: true, Snapshots: 2, LastExpiry: ptr("2026-03-10T06:00:00Z")},
+			{Name: "emptied", Repository: true, Snapshots: 0, LastExpiry: ptr("2026-03-10T06:00:00Z")}}
+		due, _ := Plan(in, daily(), at("2026-03-20T07:00:00Z"))
+		Expect(kinds(due)).To(ContainElement("Expiry@old"))
+		Expect(kinds(due)).NotTo(ContainElements("Check@old", "Expiry@emptied"))
+		in.TakeNew = false
+		due, _ = Plan(in, daily(), at("2026-03-20T07:00:00Z"))
+		Expect(kinds(due)).To(ContainElement("Expiry@old"), "in the exit too")
+	})
+
+	It("plans no expiry anywhere under a legal hold, and everything else as usual", func() {
+		in := fresh()
+		in.Hold = true
+		in.Retired = []LocationState{{Name: "old", Repository: true, Snapshots: 2}}
+		due, _ := Plan(in, daily(), at("2026-03-20T07:00:00Z"))
+		Expect(kinds(due)).To(ConsistOf("Snapshot@p", "Copy@o", "Check@p", "Check@o"))
+	})
+
+	DescribeTable("keeps the newest good snapshot while the tenant is active",
+		func(active, retired, primaryHolds, want bool) {
+			Expect(KeepNewest(active, retired, primaryHolds)).To(Equal(want))
+		},
+		Entry("active, a location of the policy", true, false, true, true),
+		Entry("active, a location of the policy with no snapshot in the primary", true, false, false, true),
+		Entry("active, a retired location, the primary holds snapshots", true, true, true, false),
+		Entry("active, a retired location that holds the only copies", true, true, false, true),
+		Entry("in the exit", false, false, true, false),
+		Entry("in the exit, a retired location", false, true, false, false),
+	)
+
 	It("is a pure function of its input and now", func() {
 		a, na := Plan(fresh(), daily(), at("2026-03-11T07:00:00Z"))
 		b, nb := Plan(fresh(), daily(), at("2026-03-11T07:00:00Z"))

@@ -108,12 +108,80 @@ var _ = Describe("Expiry", func() {
 			{ID: "fresh", Time: now.Add(-time.Hour)},
 			{ID: "ancient", Time: now.Add(-400 * 24 * time.Hour)},
 		}
-		Expect(Expired(snaps, keep, now)).To(Equal([]string{"ancient", "just-over"}))
+		Expect(Expired(snaps, keep, now, false)).To(Equal([]string{"ancient", "just-over"}))
 	})
 
 	It("forgets every snapshot of a tenant whose newest snapshot is itself past the window", func() {
 		snaps := []Snapshot{{ID: "a", Time: now.Add(-100 * 24 * time.Hour)}, {ID: "b", Time: now.Add(-95 * 24 * time.Hour)}}
-		Expect(Expired(snaps, keep, now)).To(ConsistOf("a", "b"))
+		Expect(Expired(snaps, keep, now, false)).To(ConsistOf("a", "b"), "the exit: nothing is kept past the window")
+	})
+
+	// slot builds the two snapshots of a complete slot taken age before the clock's now.
+	slot := func(name string, taken time.Time) []Snapshot {
+		return []Snapshot{{ID: name + "-db", Time: taken, Slot: name, Kind: SnapshotKindDB},
+			{ID: name + "-objects", Time: taken.Add(time.Second), Slot: name, Kind: SnapshotKindObjects}}
+	}
+	join := func(parts ...[]Snapshot) []Snapshot {
+		var out []Snapshot
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	DescribeTable("an active tenant keeps the newest complete slot whatever keepWithin and the clock say",
+		func(snaps func(now time.Time) []Snapshot, keepWithin time.Duration, advance time.Duration, want []string) {
+			clock := clocktesting.NewFakePassiveClock(now)
+			taken := snaps(clock.Now())
+			clock.SetTime(clock.Now().Add(advance))
+			kept := map[string]bool{}
+			for _, s := range taken {
+				kept[s.ID] = true
+			}
+			for _, id := range Expired(taken, keepWithin, clock.Now(), true) {
+				delete(kept, id)
+			}
+			var left []string
+			for id := range kept {
+				left = append(left, id)
+			}
+			Expect(left).To(ConsistOf(want))
+		},
+		Entry("a typo: keepWithin 1s keeps the newest slot only",
+			func(n time.Time) []Snapshot {
+				return join(slot("d1", n.Add(-48*time.Hour)), slot("d2", n.Add(-24*time.Hour)), slot("d3", n.Add(-time.Hour)))
+			}, time.Second, time.Duration(0), []string{"d3-db", "d3-objects"}),
+		Entry("a clock that jumps ten years forward keeps the newest slot",
+			func(n time.Time) []Snapshot {
+				return join(slot("d1", n.Add(-24*time.Hour)), slot("d2", n.Add(-time.Hour)))
+			}, keep, 10*365*24*time.Hour, []string{"d2-db", "d2-objects"}),
+		Entry("backups failing for longer than the window: the last good slot stays, older ones go",
+			func(n time.Time) []Snapshot {
+				return join(slot("d1", n.Add(-200*24*time.Hour)), slot("d2", n.Add(-120*24*time.Hour)))
+			}, keep, time.Duration(0), []string{"d2-db", "d2-objects"}),
+		Entry("a newer half slot (the dump failed) does not displace the last complete one, and expires itself",
+			func(n time.Time) []Snapshot {
+				return join(slot("d1", n.Add(-120*24*time.Hour)),
+					[]Snapshot{{ID: "d2-objects", Time: n.Add(-100 * 24 * time.Hour), Slot: "d2", Kind: SnapshotKindObjects}})
+			}, keep, time.Duration(0), []string{"d1-db", "d1-objects"}),
+		Entry("no complete slot at all: the newest of each kind stays",
+			func(n time.Time) []Snapshot {
+				return []Snapshot{{ID: "old-db", Time: n.Add(-200 * 24 * time.Hour), Slot: "a", Kind: SnapshotKindDB},
+					{ID: "new-db", Time: n.Add(-100 * 24 * time.Hour), Slot: "b", Kind: SnapshotKindDB},
+					{ID: "objects", Time: n.Add(-150 * 24 * time.Hour), Slot: "c", Kind: SnapshotKindObjects}}
+			}, keep, time.Duration(0), []string{"new-db", "objects"}),
+		Entry("inside the window nothing goes, as before",
+			func(n time.Time) []Snapshot {
+				return join(slot("d1", n.Add(-48*time.Hour)), slot("d2", n.Add(-24*time.Hour)))
+			}, keep, time.Duration(0), []string{"d1-db", "d1-objects", "d2-db", "d2-objects"}),
+		Entry("a clock that jumps backwards (snapshots from the future) expires nothing",
+			func(n time.Time) []Snapshot { return join(slot("d1", n.Add(-time.Hour)), slot("d2", n)) },
+			keep, -30*24*time.Hour, []string{"d1-db", "d1-objects", "d2-db", "d2-objects"}),
+	)
+
+	It("keeps nothing for the exit (keepNewest false) once the window has passed", func() {
+		snaps := append(slot("d1", now.Add(-100*24*time.Hour)), slot("d2", now.Add(-95*24*time.Hour))...)
+		Expect(Expired(snaps, keep, now, false)).To(HaveLen(4))
+		Expect(Expired(snaps, keep, now, true)).To(ConsistOf("d1-db", "d1-objects"))
 	})
 
 	It("states by when the last copy is gone: the first expiry run after newest + keepWithin", func() {

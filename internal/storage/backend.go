@@ -47,6 +47,8 @@ type object struct {
 	// latest is the S3 version that is current; it is deleted after the others of its key (a server may promote
 	// the next version when the current one goes).
 	latest bool
+	// marker is an S3 delete marker (the object was deleted; its older versions stay until deleted by id).
+	marker bool
 	// path is the file of a local repository, or the key of an S3 object.
 	path string
 }

@@ -385,9 +385,9 @@ func (b *s3Backend) listAll(ctx context.Context) (objs []object, foreign []strin
 			}
 		}
 	}
-	add := func(key, version string, size int64, latest bool) {
+	add := func(key, version string, size int64, latest bool, marker bool) {
 		if t, name, ok := b.classify(key); ok {
-			objs = append(objs, object{Type: t, Name: name, Size: size, Version: version, latest: latest, path: key})
+			objs = append(objs, object{Type: t, Name: name, Size: size, Version: version, latest: latest, marker: marker, path: key})
 		} else {
 			foreign = append(foreign, key)
 		}
@@ -425,10 +425,10 @@ func (b *s3Backend) listAll(ctx context.Context) (objs []object, foreign []strin
 				return nil, nil, fmt.Errorf("parsing ListObjectVersions of %s: %w", b.display(), err)
 			}
 			for _, v := range res.Versions {
-				add(v.Key, orNull(v.VersionID), v.Size, v.IsLatest)
+				add(v.Key, orNull(v.VersionID), v.Size, v.IsLatest, false)
 			}
 			for _, m := range res.DeleteMarkers {
-				add(m.Key, orNull(m.VersionID), 0, m.IsLatest)
+				add(m.Key, orNull(m.VersionID), 0, m.IsLatest, true)
 			}
 			if !res.IsTruncated {
 				sortObjects(objs)
@@ -456,7 +456,7 @@ func (b *s3Backend) listAll(ctx context.Context) (objs []object, foreign []strin
 			return nil, nil, fmt.Errorf("parsing ListObjectsV2 of %s: %w", b.display(), err)
 		}
 		for _, c := range res.Contents {
-			add(c.Key, "", c.Size, true)
+			add(c.Key, "", c.Size, true, false)
 		}
 		if !res.IsTruncated {
 			sortObjects(objs)

@@ -546,7 +546,7 @@ func (b *bench) expiry(ctx context.Context, rep *report, rs *testharness.RestSer
 		var removed int
 		m, err := timeIt(func() error {
 			var err error
-			removed, err = backup.Expire(ctx, loc.repo, tenant, keepWithin, now)
+			removed, err = backup.Expire(ctx, loc.repo, tenant, backup.ExpireOptions{KeepWithin: keepWithin, Now: now})
 			return err
 		})
 		if err != nil {
