@@ -216,7 +216,6 @@ var _ = Describe("Retention that holds", Ordered, Label("integration", "backups"
 		p := &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy}}
 		updateSpec(ctx, p, func() { p.Spec.Primary.Name = locB })
 		Eventually(locationStatusOf(ctx, tenant, locB)).WithTimeout(2 * time.Minute).Should(HaveField("Snapshots", BeNumerically(">=", 1)))
-		Eventually(locationStatusOf(ctx, tenant, locA)).Should(HaveField("Role", "Retired"))
 
 		Eventually(func() map[string][]string { return slotsOf(ctx, r, tenant.Name) }).
 			WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(BeEmpty(), "the retired repository is expired to empty")
