@@ -191,20 +191,20 @@ var _ = Describe("Retention that holds", Ordered, Label("integration", "backups"
 
 		mgr = startManager(func(o *controllers.Options) { o.Programs.ObjectsLimit = objectsLimit })
 		c := condition(ctx, tenant, custosv1alpha1.ConditionLegalHold)
-		Eventually(c).Should(haveStatus(metav1.ConditionTrue, custosv1alpha1.ReasonLegalHoldActive))
+		Eventually(c).WithTimeout(time.Minute).Should(haveStatus(metav1.ConditionTrue, custosv1alpha1.ReasonLegalHoldActive))
 		Expect(c(Default).Message).To(ContainSubstring("court order 2026/204"))
 		Expect(tenant.Status.Phase).To(Equal(custosv1alpha1.TenantActive))
-		Eventually(auditActions(ctx, tenant)).Should(ContainElement(evidence.ActionLegalHoldSet))
+		Eventually(auditActions(ctx, tenant)).WithTimeout(30 * time.Second).Should(ContainElement(evidence.ActionLegalHoldSet))
 		Eventually(func(g Gomega) []custosv1alpha1.BackupTask {
 			g.Expect(k8s.Get(ctx, keyOf(tenant), tenant)).To(Succeed())
 			return tenant.Status.Tasks
-		}).Should(Not(ContainElement(HaveField("Kind", custosv1alpha1.TaskExpiry))), "the recorded expiry is dropped, not run")
+		}).WithTimeout(time.Minute).Should(Not(ContainElement(HaveField("Kind", custosv1alpha1.TaskExpiry))), "the recorded expiry is dropped, not run")
 		Expect(snapshotIDs(ctx, r, tenant.Name)).To(ContainElement(old), "the snapshot past the window is still there")
 
 		By("lifting the hold: it is on the record, and expiry resumes")
 		updateSpec(ctx, tenant, func() { tenant.Spec.LegalHold = nil })
-		Eventually(c).Should(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonLegalHoldExpired))
-		Eventually(auditActions(ctx, tenant)).Should(ContainElement(evidence.ActionLegalHoldLifted))
+		Eventually(c).WithTimeout(30 * time.Second).Should(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonLegalHoldExpired))
+		Eventually(auditActions(ctx, tenant)).WithTimeout(30 * time.Second).Should(ContainElement(evidence.ActionLegalHoldLifted))
 		Eventually(func() []string { return snapshotIDs(ctx, r, tenant.Name) }).WithTimeout(3 * time.Minute).WithPolling(2 * time.Second).
 			ShouldNot(ContainElement(old))
 	})
@@ -260,7 +260,7 @@ var _ = Describe("Retention that holds", Ordered, Label("integration", "backups"
 		c := condition(ctx, t, custosv1alpha1.ConditionBackupsHealthy)
 		Eventually(func(g Gomega) string { return locationStatusOf(ctx, t, locBig)(g).LastErrorReason }).WithTimeout(3 * time.Minute).
 			Should(Equal("ObjectsTooLarge"))
-		Eventually(c).Should(haveStatus(metav1.ConditionFalse, "ObjectsTooLarge"))
+		Eventually(c).WithTimeout(30 * time.Second).Should(haveStatus(metav1.ConditionFalse, "ObjectsTooLarge"))
 		Expect(c(Default).Message).To(And(ContainSubstring(locBig), ContainSubstring(fmt.Sprintf("exceed %d bytes", objectsLimit)), ContainSubstring("ConfigMap")))
 		Expect(locationStatusOf(ctx, t, locBig)(Default).Newest.Time).To(BeTemporally("<", tooMany), "no snapshot since the limit was passed")
 	})
