@@ -82,16 +82,18 @@ type TenantBackupReconciler struct {
 
 // backupScope is one reconcile's view.
 type backupScope struct {
-	tenant  *custosv1alpha1.Tenant
-	policy  *custosv1alpha1.RetentionPolicy
-	scheds  retention.Schedules
-	keep    time.Duration
-	maxAge  time.Duration
-	primary string
-	offsite string
-	now     time.Time
-	submit  []runner.Spec
-	requeue time.Duration
+	tenant *custosv1alpha1.Tenant
+	policy *custosv1alpha1.RetentionPolicy
+	scheds retention.Schedules
+	keep   time.Duration
+	// keepInvalid says why keepWithin cannot be used ("" when it can): no expiry is planned.
+	keepInvalid string
+	maxAge      time.Duration
+	primary     string
+	offsite     string
+	now         time.Time
+	submit      []runner.Spec
+	requeue     time.Duration
 	// recorded are the runner results this reconcile wrote to status; they are forgotten once the write succeeds.
 	recorded []string
 }
@@ -221,7 +223,11 @@ func (r *TenantBackupReconciler) loadPolicy(ctx context.Context, s *backupScope)
 		return &policyError{custosv1alpha1.ReasonScheduleInvalid, err.Error()}
 	}
 	s.policy, s.scheds = &p, sc
-	s.keep, _ = p.Spec.KeepWithin.Parse()
+	if s.keep, err = p.Spec.KeepWithin.Parse(); err != nil {
+		// Never a window of 0 (everything expired) because a duration did not parse or overflowed: snapshots go
+		// on, expiry waits until the policy is fixed, and BackupsHealthy says why.
+		s.keepInvalid = fmt.Sprintf("RetentionPolicy %s: keepWithin %q is not usable, no expiry runs until it is fixed: %v", p.Name, p.Spec.KeepWithin, err)
+	}
 	s.maxAge = 26 * time.Hour
 	if p.Spec.MaxSnapshotAge != "" {
 		s.maxAge, _ = p.Spec.MaxSnapshotAge.Parse()
@@ -593,7 +599,7 @@ func (r *TenantBackupReconciler) plan(s *backupScope) {
 		return st
 	}
 	hold := lifecycle.HoldActive(t.Spec.LegalHold, s.now)
-	in := retention.PlanInput{Tenant: t.Name, Primary: state(s.primary, false), Busy: busy, Hold: hold,
+	in := retention.PlanInput{Tenant: t.Name, Primary: state(s.primary, false), Busy: busy, Hold: hold || s.keepInvalid != "",
 		TakeNew: t.Status.Phase == custosv1alpha1.TenantActive && t.Status.Database != nil}
 	for _, loc := range s.retired() {
 		in.Retired = append(in.Retired, state(loc, false))
@@ -692,6 +698,9 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 				reason = cmp.Or(lb.LastErrorReason, reasonTaskFailed)
 			}
 		}
+	}
+	if s.keepInvalid != "" {
+		problems, reason = append(problems, s.keepInvalid), cmp.Or(reason, custosv1alpha1.ReasonScheduleInvalid)
 	}
 	for _, loc := range s.retired() {
 		if lb := locationStatus(t, loc); lb != nil && lb.LastError != "" {
