@@ -302,8 +302,8 @@ func (e *BackupExecutor) load(ctx context.Context, sp runner.Spec) (*taskEnv, er
 		return nil, err
 	}
 	keep, err := p.Spec.KeepWithin.Parse()
-	if err != nil {
-		return nil, err
+	if err != nil && (sp.Kind == retentionKindExpiry || sp.Kind == retentionKindCopy) {
+		return nil, fmt.Errorf("keepWithin: %w", err) // never a window of 0; a snapshot still runs
 	}
 	if err := os.MkdirAll(e.WorkDir, 0o700); err != nil {
 		return nil, err
