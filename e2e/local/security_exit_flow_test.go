@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -295,6 +296,79 @@ var _ = Describe("Exit flow safeguards", Ordered, ContinueOnFailure, Label("inte
 			actions = append(actions, e.Action)
 		}
 		Expect(actions).To(ContainElements(evidence.ActionSuspended, evidence.Action("ExitCancelled")))
+	})
+
+	It("does not count the certificate as issued until CertificateIssued is on the audit trail", func(ctx SpecContext) {
+		const name = "sef-lastentry"
+		t := tenant(ctx, name, policyNow, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred})
+
+		By("refusing, in the API server, any write of this tenant's CertificateIssued entry (a crash or an outage at that moment)")
+		line := `"tenant":"` + name + `","action":"CertificateIssued"`
+		vap := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: "sef-block-certificate-entry"},
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+				FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+				MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+						Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}}}}}},
+				Validations: []admissionregistrationv1.Validation{{
+					Expression: `!has(object.data) || !object.data.exists(k, object.data[k].contains('` + line + `'))`,
+					Message:    "spec: the audit trail is unavailable for this entry"}},
+			}}
+		binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: vap.Name},
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: vap.Name,
+				ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}}}
+		Expect(k8s.Create(ctx, vap)).To(Succeed())
+		Expect(k8s.Create(ctx, binding)).To(Succeed())
+		unblock := func() {
+			_ = client.IgnoreNotFound(k8s.Delete(context.Background(), binding))
+			_ = client.IgnoreNotFound(k8s.Delete(context.Background(), vap))
+		}
+		DeferCleanup(unblock)
+		probe := func() error {
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{GenerateName: "sef-probe-", Namespace: managerNamespace},
+				Data: map[string]string{"x": line}}
+			err := k8s.Create(ctx, cm)
+			if err == nil {
+				_ = k8s.Delete(ctx, cm)
+			}
+			return err
+		}
+		Eventually(probe).Should(HaveOccurred(), "the policy is in force")
+
+		By("ending the contract: the certificate is written, its entry cannot be")
+		endContract(ctx, t, time.Now().Add(-time.Second))
+		var certs custosv1alpha1.DestructionCertificateList
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.List(ctx, &certs, client.MatchingLabels{custosv1alpha1.LabelTenant: name})).To(Succeed())
+			g.Expect(certs.Items).To(HaveLen(1))
+		}).WithTimeout(2 * time.Minute).Should(Succeed())
+		Consistently(phaseOf(ctx, t)).WithTimeout(6*time.Second).ShouldNot(Equal(custosv1alpha1.TenantDestroyed),
+			"the tenant is not Destroyed while the certificate's entry is missing from the trail")
+		Expect(condOf(t, custosv1alpha1.ConditionReady)).To(And(HaveField("Reason", "ExitStepFailed"), HaveField("Message", ContainSubstring("audit trail"))))
+
+		By("the trail is writable again: the entry is written once, and only then is the tenant Destroyed")
+		unblock()
+		Eventually(probe).Should(Succeed())
+		Eventually(phaseOf(ctx, t)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.TenantDestroyed))
+		var cms corev1.ConfigMapList
+		Expect(k8s.List(ctx, &cms, client.InNamespace(managerNamespace), client.MatchingLabels{"custos.io/audit-tenant": name})).To(Succeed())
+		var chain []evidence.Entry
+		for _, cm := range cms.Items {
+			es, err := evidence.ParseLines([]byte(cm.Data["entries.jsonl"]))
+			Expect(err).NotTo(HaveOccurred())
+			chain = append(chain, es...)
+		}
+		Expect(chain).NotTo(BeEmpty())
+		Expect(chain[len(chain)-1].Action).To(Equal(evidence.ActionCertificateIssued))
+		n := 0
+		for _, e := range chain {
+			if e.Action == evidence.ActionCertificateIssued {
+				n++
+				Expect(e.Detail).To(HaveKeyWithValue("certificate", certs.Items[0].Name))
+			}
+		}
+		Expect(n).To(Equal(1))
 	})
 })
 
