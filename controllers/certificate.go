@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -145,6 +146,17 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 		if existing.Spec.Tenant.UID != string(t.UID) {
 			return false, fmt.Errorf("DestructionCertificate %s exists for another tenant (uid %s)", name, existing.Spec.Tenant.UID)
 		}
+		// Written before a restart (or a failed append): its entry on the trail may be missing, and the step is
+		// not done until it is there.
+		head := ""
+		for _, sub := range existing.Spec.Subjects {
+			if sub.Name == evidence.AuditSubjectName {
+				head = sub.SHA256
+			}
+		}
+		if err := r.recordCertificate(ctx, t, name, head); err != nil {
+			return false, err
+		}
 		r.certified(t, name)
 		return true, nil
 	}
@@ -198,6 +210,15 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 			d.Notes = append(d.Notes, "the data controller never acknowledged the export; the exit went on when the policy's acknowledgeTimeout had passed after delivery")
 		}
 	}
+	if ref := ex.ExportRef; ref != nil {
+		// lifecycle issues the certificate only once the bag is verified gone: say when and how.
+		gone := "its DataExport was deleted; the file " + ref.Bag + " was verified absent"
+		if s.export != nil && s.export.Status.ExpiredAt != nil {
+			gone = fmt.Sprintf("deleted at %s (expireAfterDelivery after the receipt, or after delivery without one) and verified absent",
+				s.export.Status.ExpiredAt.UTC().Format(time.RFC3339))
+		}
+		d.Notes = append(d.Notes, fmt.Sprintf("the exit's bag %s.tar (a full copy of the data) was %s before this certificate was signed: no copy of the data remains with the processor", ref.Name, gone))
+	}
 	if t.Spec.Exit.DataReturn == custosv1alpha1.DataReturnNone {
 		d.Notes = append(d.Notes, "the data controller chose to have the data destroyed without an export (exit.dataReturn: None)")
 	}
@@ -212,11 +233,29 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 	if err := r.Client.Create(ctx, cert); err != nil && !apierrors.IsAlreadyExists(err) {
 		return false, fmt.Errorf("writing DestructionCertificate %s: %w", name, err)
 	}
-	r.certified(t, name)
 	metricDestruction.WithLabelValues("certified").Inc()
-	r.audit(ctx, t, evidence.ActionCertificateIssued, map[string]string{"certificate": name, "auditHead": head})
+	if err := r.recordCertificate(ctx, t, name, head); err != nil {
+		return false, err
+	}
+	r.certified(t, name)
 	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "CertificateIssued", "Exit", "DestructionCertificate %s signed (key %s); verify it with `custos verify`", name, evidence.KeyID(key.Public().(ed25519.PublicKey)))
 	return true, nil
+}
+
+// recordCertificate appends CertificateIssued to the trail, once per certificate. Unlike the other steps' entries
+// it is not left to AuditLog.Record, which only logs a failure: nothing comes after this step to record it later,
+// so the step is not done (and is retried, adopting the certificate) until the entry is written.
+func (r *TenantExitReconciler) recordCertificate(ctx context.Context, t *custosv1alpha1.Tenant, name, head string) error {
+	if r.Audit == nil {
+		return nil
+	}
+	h, err := r.Audit.Append(ctx, t, evidence.ActionCertificateIssued, map[string]string{"certificate": name, "auditHead": head,
+		auditStepKey: string(evidence.ActionCertificateIssued) + "/" + name})
+	if err != nil {
+		return fmt.Errorf("recording DestructionCertificate %s on the audit trail: %w", name, err)
+	}
+	t.Status.AuditHead = h
+	return nil
 }
 
 func (r *TenantExitReconciler) certified(t *custosv1alpha1.Tenant, name string) {

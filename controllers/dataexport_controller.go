@@ -20,10 +20,12 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
@@ -284,8 +286,24 @@ func (r *DataExportReconciler) audit(ctx context.Context, t *custosv1alpha1.Tena
 
 // SetupWithManager registers the controller; finished export tasks arrive through Done.
 func (r *DataExportReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	// A tenant's legal hold keeps its bags past expiry; when it is lifted (a spec change) they are deleted at once,
+	// not at the next hourly look: the exit's certificate waits for its bag.
+	byTenant := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []ctrl.Request {
+		var list custosv1alpha1.DataExportList
+		if err := mgr.GetClient().List(ctx, &list); err != nil {
+			return nil
+		}
+		var out []ctrl.Request
+		for i := range list.Items {
+			if de := &list.Items[i]; de.Spec.TenantRef.Name == o.GetName() && (de.Status.Phase == custosv1alpha1.ExportReady || de.Status.Phase == custosv1alpha1.ExportAcknowledged) {
+				out = append(out, ctrl.Request{NamespacedName: client.ObjectKey{Name: de.Name}})
+			}
+		}
+		return out
+	})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&custosv1alpha1.DataExport{}).
+		Watches(&custosv1alpha1.Tenant{}, byTenant, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.Done, &handler.EnqueueRequestForObject{})).
 		Named("dataexport").
 		Complete(r)

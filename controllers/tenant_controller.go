@@ -626,6 +626,13 @@ func (r *TenantReconciler) markApplied(ctx context.Context, sec *corev1.Secret) 
 	return r.Client.Patch(ctx, sec, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 }
 
+// exitCancelled passes the update in which the exit controller hands a tenant back (a cancelled exit: its phase
+// leaves the exit's phases), so provisioning gives back what the suspension took.
+var exitCancelled = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	o, n := e.ObjectOld.(*custosv1alpha1.Tenant), e.ObjectNew.(*custosv1alpha1.Tenant)
+	return o.Status.Phase.ExitStarted() && !n.Status.Phase.ExitStarted()
+}}
+
 // SetupWithManager registers the reconciler with watches on everything it makes, mapped back by label.
 func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	byLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
@@ -653,7 +660,7 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) e
 	// them would reconcile each new tenant a dozen times for nothing.
 	drift := builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&custosv1alpha1.Tenant{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		For(&custosv1alpha1.Tenant{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, exitCancelled))).
 		Watches(&corev1.Namespace{}, byLabel, drift).
 		Watches(&corev1.ResourceQuota{}, byLabel, drift).
 		Watches(&corev1.LimitRange{}, byLabel, drift).

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -75,6 +76,13 @@ type TenantExitReconciler struct {
 const (
 	exitExportSuffix    = "-exit"
 	reasonExitStepError = "ExitStepFailed"
+	// annotationTenantUID (tenant_controller.go) and annotationExitTerminatedAt bind the exit's DataExport to the
+	// tenant (by UID) and to this exit (by its terminatedAt): a DataExport without them is never the exit's export.
+	annotationExitTerminatedAt = "custos.io/exit-terminated-at"
+	// defaultExitGracePeriod applies when the policy is missing or its exitGracePeriod cannot be read.
+	defaultExitGracePeriod = 72 * time.Hour
+	// actionExitCancelled is the audit action of an exit cancelled before anything was destroyed.
+	actionExitCancelled evidence.Action = "ExitCancelled"
 )
 
 // exitScope is one reconcile's view.
@@ -117,7 +125,10 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 
 	base = t.DeepCopy()
 	done, err := r.carryOut(ctx, s, d.Action)
-	st := t.Status.Exit.Step
+	var st *custosv1alpha1.ExitStep
+	if t.Status.Exit != nil { // nil once a cancelled exit is cleared
+		st = t.Status.Exit.Step
+	}
 	switch {
 	case err != nil:
 		st.Attempts++
@@ -127,7 +138,7 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		r.Recorder.Eventf(&t, nil, corev1.EventTypeWarning, reasonExitStepError, string(d.Action), "%s", truncate(err.Error(), 1000))
 		metricDestruction.WithLabelValues("failed").Inc()
 		logger.Error(err, "Exit step failed", "action", d.Action)
-	case done:
+	case done && st != nil:
 		t.Status.Exit.Step = nil
 	}
 	if perr := r.patch(ctx, base, &t); perr != nil {
@@ -193,6 +204,7 @@ func (r *TenantExitReconciler) gather(ctx context.Context, s *exitScope) error {
 	} else if !apierrors.IsNotFound(err) {
 		return err
 	}
+	s.facts.GracePeriod = exitGracePeriod(s.policy)
 	for _, b := range t.Status.Backups {
 		if b.Newest != nil && b.Newest.After(s.facts.NewestSnapshot) {
 			s.facts.NewestSnapshot = b.Newest.Time
@@ -211,21 +223,151 @@ func (r *TenantExitReconciler) gather(ctx context.Context, s *exitScope) error {
 		}
 		s.facts.Suspended = ok
 	}
-	if ex.ExportRef != nil {
-		var de custosv1alpha1.DataExport
-		err := r.Client.Get(ctx, client.ObjectKey{Name: ex.ExportRef.Name}, &de)
-		if err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-		if err == nil {
-			s.export = &de
-			s.facts.Export = exportFacts(&de)
-		}
+	if err := r.gatherExport(ctx, s); err != nil {
+		return err
 	}
 	s.facts.LiveDataGone = ex.LiveDataPurgedAt != nil
 	s.facts.RepositoriesGone = ex.DisposalStartedAt != nil && hasDestroyed(t, custosv1alpha1.DestroyedSecret, r.Namespace+"/"+repoKeySecretPrefix+t.Name)
 	s.facts.CertificateIssued = ex.CertificateRef != nil
 	return nil
+}
+
+// exitGracePeriod is the policy's exitGracePeriod; the default (72h) when there is no policy or it cannot be read,
+// so that a missing or broken setting never shortens the grace period.
+func exitGracePeriod(p *custosv1alpha1.RetentionPolicy) time.Duration {
+	if p == nil || p.Spec.ExitGracePeriod == "" {
+		return defaultExitGracePeriod
+	}
+	d, err := p.Spec.ExitGracePeriod.Parse()
+	if err != nil {
+		return defaultExitGracePeriod
+	}
+	return d
+}
+
+// exitExportName is the name of this exit's DataExport: the tenant's name and the moment it was suspended, so an
+// export of an earlier tenant of the same name, or of an earlier (cancelled) exit, is never at that name.
+func exitExportName(t *custosv1alpha1.Tenant) string {
+	return fmt.Sprintf("%s%s-%s", t.Name, exitExportSuffix, t.Status.Exit.TerminatedAt.UTC().Format("20060102-150405"))
+}
+
+// gatherExport reads the exit's DataExport. Only the object the exit created counts (status.exit.exportRef, by
+// UID); an object found at the exit's name that is not bound to this tenant and this exit is refused: the facts
+// say so, and nothing is destroyed on its strength.
+func (r *TenantExitReconciler) gatherExport(ctx context.Context, s *exitScope) error {
+	t := s.tenant
+	ex := t.Status.Exit
+	if ex.ExportRef == nil {
+		if ex.TerminatedAt == nil || t.Spec.Exit.DataReturn != custosv1alpha1.DataReturnExport {
+			return nil
+		}
+		var de custosv1alpha1.DataExport
+		err := r.Client.Get(ctx, client.ObjectKey{Name: exitExportName(t)}, &de)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if why := exitExportProblem(&de, t); why != "" {
+			s.facts.Export = lifecycle.ExportFacts{Exists: true, Refused: refusedExport(&de, why)}
+		}
+		return nil // a bound one (made before a restart) is adopted by RequestExport
+	}
+	var de custosv1alpha1.DataExport
+	err := r.Client.Get(ctx, client.ObjectKey{Name: ex.ExportRef.Name}, &de)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	if apierrors.IsNotFound(err) {
+		// The DataExport is gone. Its bag counts as gone only when the file is verified absent.
+		if ex.ExportRef.Bag != "" {
+			gone, err := fileGone(ex.ExportRef.Bag)
+			if err != nil {
+				return err
+			}
+			s.facts.Export.BagGone = gone
+		}
+		return nil
+	}
+	switch {
+	case ex.ExportRef.UID != "" && string(de.UID) != ex.ExportRef.UID:
+		s.facts.Export = lifecycle.ExportFacts{Exists: true, Refused: refusedExport(&de,
+			fmt.Sprintf("its uid is %s, the exit created uid %s (it was deleted and made again)", de.UID, ex.ExportRef.UID))}
+		return nil
+	case ex.ExportRef.UID == "":
+		if why := exitExportProblem(&de, t); why != "" {
+			s.facts.Export = lifecycle.ExportFacts{Exists: true, Refused: refusedExport(&de, why)}
+			return nil
+		}
+	}
+	s.export = &de
+	s.facts.Export = exportFacts(&de)
+	if de.Status.ExpiresAt != nil {
+		s.facts.Export.ExpiresAt = de.Status.ExpiresAt.Time
+	}
+	if de.Status.Phase == custosv1alpha1.ExportExpired {
+		gone, err := fileGone(exportBagPath(&de))
+		if err != nil {
+			return err
+		}
+		s.facts.Export.BagGone = gone
+	}
+	return nil
+}
+
+func exportBagPath(de *custosv1alpha1.DataExport) string {
+	if de.Status.Artefact != nil && de.Status.Artefact.Location != "" {
+		return de.Status.Artefact.Location
+	}
+	return bagPath(de)
+}
+
+// fileGone reports whether path is verifiably absent.
+func fileGone(path string) (bool, error) {
+	_, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("checking that the exit's bag %s is gone: %w", path, err)
+	}
+	return false, nil
+}
+
+// exitExportProblem says why de is not this exit's export ("" when it is): made for this tenant (by UID) and this
+// exit (by terminatedAt), after the exit began, with the database and the Kubernetes objects.
+func exitExportProblem(de *custosv1alpha1.DataExport, t *custosv1alpha1.Tenant) string {
+	var why []string
+	if de.Spec.TenantRef.Name != t.Name {
+		why = append(why, fmt.Sprintf("it exports tenant %s", de.Spec.TenantRef.Name))
+	}
+	switch uid := de.Annotations[annotationTenantUID]; uid {
+	case string(t.UID):
+	case "":
+		why = append(why, "it carries no "+annotationTenantUID+" annotation (it was made by hand or by an earlier version of custos)")
+	default:
+		why = append(why, fmt.Sprintf("it was made for tenant uid %s, not this tenant's %s (an earlier tenant of the same name)", uid, t.UID))
+	}
+	terminated := t.Status.Exit.TerminatedAt.UTC()
+	if at := de.Annotations[annotationExitTerminatedAt]; at != "" && at != terminated.Format(time.RFC3339) {
+		why = append(why, fmt.Sprintf("it was made for an exit that began at %s, not this one (%s)", at, terminated.Format(time.RFC3339)))
+	}
+	if de.CreationTimestamp.Time.Before(terminated.Truncate(time.Second)) {
+		why = append(why, fmt.Sprintf("it was created at %s, before this exit began at %s", de.CreationTimestamp.UTC().Format(time.RFC3339), terminated.Format(time.RFC3339)))
+	}
+	if !de.Spec.Include.Database {
+		why = append(why, "include.database is false: it holds no copy of the database")
+	}
+	if !de.Spec.Include.KubernetesObjects {
+		why = append(why, "include.kubernetesObjects is false")
+	}
+	return strings.Join(why, "; ")
+}
+
+func refusedExport(de *custosv1alpha1.DataExport, why string) string {
+	return fmt.Sprintf("DataExport %s is not this exit's export: %s. Nothing is destroyed on its strength, and custos neither adopts nor deletes it: delete it (or have whoever made it do so), and the exit writes its own export",
+		de.Name, why)
 }
 
 func exportFacts(de *custosv1alpha1.DataExport) lifecycle.ExportFacts {
@@ -273,6 +415,26 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 		t.Status.Exit = &custosv1alpha1.TenantExitStatus{}
 	}
 	ex := t.Status.Exit
+	if ex.EndObservedAt == nil {
+		ex.EndObservedAt = ptr.To(metav1.NewTime(s.now))
+	}
+	if !d.DestructionNotBefore.IsZero() && (ex.DestructionNotBefore == nil || !ex.DestructionNotBefore.Time.Equal(d.DestructionNotBefore)) {
+		first := ex.DestructionNotBefore == nil
+		ex.DestructionNotBefore = ptr.To(metav1.NewTime(d.DestructionNotBefore))
+		if first && s.now.Before(d.DestructionNotBefore) {
+			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, lifecycle.ReasonGracePeriod, "Exit",
+				"contract %s ended: nothing is destroyed before %s; removing spec.contract.end (or moving it into the future) before then cancels the exit",
+				t.Spec.Contract.ID, d.DestructionNotBefore.UTC().Format(time.RFC3339))
+		}
+	}
+	if ex.ExportRef != nil && ex.ExportRef.Bag == "" && s.export != nil && s.export.Status.Artefact != nil {
+		ex.ExportRef.Bag = exportBagPath(s.export)
+	}
+	if d.Reason == lifecycle.ReasonExportNotBound {
+		if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c == nil || c.Reason != d.Reason || c.Message != d.Message {
+			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, lifecycle.ReasonExportNotBound, "Exit", "%s", truncate(d.Message, 1000))
+		}
+	}
 	if d.Phase != t.Status.Phase {
 		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, string(d.Phase), "Exit", "%s → %s: %s", t.Status.Phase, d.Phase, d.Message)
 		t.Status.Phase = d.Phase
@@ -381,6 +543,8 @@ func (r *TenantExitReconciler) carryOut(ctx context.Context, s *exitScope, a lif
 		return r.dispose(ctx, s)
 	case lifecycle.IssueCertificate:
 		return r.certify(ctx, s)
+	case lifecycle.CancelExit:
+		return r.cancelExit(ctx, s)
 	}
 	return false, fmt.Errorf("unknown exit action %q", a)
 }
@@ -516,10 +680,11 @@ func (r *TenantExitReconciler) scaleDown(ctx context.Context, ns string) error {
 	return nil
 }
 
-// requestExport creates the exit's DataExport (or finds the one an earlier attempt created).
+// requestExport creates the exit's DataExport, bound to the tenant's UID and to this exit, or adopts the one an
+// earlier attempt created (recognised by the same binding). Anything else at that name is refused.
 func (r *TenantExitReconciler) requestExport(ctx context.Context, s *exitScope) (bool, error) {
 	t := s.tenant
-	name := t.Name + exitExportSuffix
+	name := exitExportName(t)
 	var de custosv1alpha1.DataExport
 	err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &de)
 	if apierrors.IsNotFound(err) {
@@ -531,7 +696,8 @@ func (r *TenantExitReconciler) requestExport(ctx context.Context, s *exitScope) 
 			return false, errors.New("no delivery for the exit's export: set the RetentionPolicy's export.delivery.filesystem.path or the manager's --export-dir")
 		}
 		de = custosv1alpha1.DataExport{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: tenantLabels(t)},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: tenantLabels(t), Annotations: map[string]string{
+				annotationTenantUID: string(t.UID), annotationExitTerminatedAt: t.Status.Exit.TerminatedAt.UTC().Format(time.RFC3339)}},
 			Spec: custosv1alpha1.DataExportSpec{TenantRef: custosv1alpha1.ObjectReference{Name: t.Name},
 				Include:  custosv1alpha1.ExportInclude{Database: true, KubernetesObjects: true},
 				Delivery: custosv1alpha1.ExportDelivery{Filesystem: custosv1alpha1.FilesystemDelivery{Path: path}}},
@@ -542,10 +708,44 @@ func (r *TenantExitReconciler) requestExport(ctx context.Context, s *exitScope) 
 		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "ExportRequested", "Exit", "DataExport %s requested for the data controller (exit.dataReturn: Export), delivered to %s", name, path)
 	} else if err != nil {
 		return false, err
-	} else if de.Spec.TenantRef.Name != t.Name {
-		return false, fmt.Errorf("DataExport %s exists for tenant %s: delete or rename it", name, de.Spec.TenantRef.Name)
+	} else if why := exitExportProblem(&de, t); why != "" {
+		return false, errors.New(refusedExport(&de, why))
 	}
-	t.Status.Exit.ExportRef = &custosv1alpha1.ObjectReference{Name: name}
+	t.Status.Exit.ExportRef = &custosv1alpha1.ExitExportReference{Name: name, UID: string(de.UID)}
+	return true, nil
+}
+
+// cancelExit ends an exit that destroyed nothing, because contract.end was removed or moved into the future: the
+// exit's status and conditions are cleared and the tenant goes back to Provisioning, where the tenant controller
+// gives LOGIN, the network policies and the bindings back. An export the exit asked for stays an ordinary
+// DataExport and expires as any other.
+func (r *TenantExitReconciler) cancelExit(ctx context.Context, s *exitScope) (bool, error) {
+	t := s.tenant
+	ex := t.Status.Exit
+	detail := map[string]string{"contractEnd": "none"}
+	if t.Spec.Contract.End != nil {
+		detail["contractEnd"] = t.Spec.Contract.End.UTC().Format(time.RFC3339)
+	}
+	observed := s.now
+	if ex.EndObservedAt != nil {
+		observed = ex.EndObservedAt.Time
+		detail["endObservedAt"] = observed.UTC().Format(time.RFC3339)
+	}
+	if ex.ExportRef != nil {
+		detail["export"] = ex.ExportRef.Name
+	}
+	detail[auditStepKey] = fmt.Sprintf("%s/%d", actionExitCancelled, observed.Unix())
+	r.audit(ctx, t, actionExitCancelled, detail)
+	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, lifecycle.ReasonExitCancelled, "Exit",
+		"contract.end is now %s: the exit is cancelled before anything was destroyed, the tenant is provisioned again", detail["contractEnd"])
+	t.Status.Exit = nil
+	t.Status.Phase = custosv1alpha1.TenantProvisioning
+	for _, typ := range []string{custosv1alpha1.ConditionExportAcknowledged, custosv1alpha1.ConditionLiveDataPurged,
+		custosv1alpha1.ConditionBackupsExpired, custosv1alpha1.ConditionCertificateIssued} {
+		meta.RemoveStatusCondition(&t.Status.Conditions, typ)
+	}
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, lifecycle.ReasonExitCancelled,
+		"the exit was cancelled (spec.contract.end removed or moved into the future before anything was destroyed); provisioning gives LOGIN, network policies and bindings back")
 	return true, nil
 }
 

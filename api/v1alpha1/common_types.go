@@ -39,6 +39,14 @@ type JurisdictionSelector string
 // +kubebuilder:validation:XValidation:rule="self.matches('[1-9]')",message="must be longer than zero"
 type Duration string
 
+// GraceDuration is a Duration of at least one hour with a non-zero day or hour part ("72h", "3d", "1d12h"), or
+// exactly "0s" (no grace period).
+// +kubebuilder:validation:MinLength=2
+// +kubebuilder:validation:MaxLength=32
+// +kubebuilder:validation:XValidation:rule="self == '0s' || self.matches('^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$')",message="must be a duration in days, hours, minutes and seconds, largest unit first, such as 72h or 3d, or 0s"
+// +kubebuilder:validation:XValidation:rule="self == '0s' || self.matches('[0-9]*[1-9][0-9]*[dh]')",message="a grace period must be at least 1h, written with a day or hour part such as 72h or 3d (a grace period of minutes gives nobody time to notice a wrong contract.end); 0s turns the safeguard off"
+type GraceDuration string
+
 // Schedule says when a recurring job runs: a cron expression evaluated in a time zone, spread over a jitter window
 // so that many tenants do not start at the same second.
 // +kubebuilder:validation:XValidation:rule="!(has(self.cron) && self.cron == '@hourly' && has(self.jitter) && self.jitter.matches('[0-9]+[dh]'))",message="jitter must be shorter than an hour for an @hourly schedule"

@@ -68,6 +68,14 @@ func (d Duration) Parse() (time.Duration, error) {
 	return total, nil
 }
 
+// Parse returns the grace period; "0s" is zero.
+func (g GraceDuration) Parse() (time.Duration, error) {
+	if g == "0s" {
+		return 0, nil
+	}
+	return Duration(g).Parse()
+}
+
 // DatabaseName is the PostgreSQL database (and role) name of the tenant: spec.database.name, or "tenant_" and the
 // tenant name with dashes turned into underscores. Tenant names are at most 48 characters, so this fits in 63 bytes.
 func (t *Tenant) DatabaseName() string {

@@ -59,6 +59,16 @@ type RetentionPolicySpec struct {
 	// +optional
 	Export ExportPolicy `json:"export,omitempty"`
 
+	// exitGracePeriod is how long after a tenant's exit starts (the moment custos first sees contract.end reached,
+	// even when that end lies further in the past) its live data and backups are still kept. The tenant is suspended
+	// at once, and its export is written and can be acknowledged meanwhile; nothing is destroyed before the grace
+	// period ends, and removing contract.end (or moving it into the future) during it returns the tenant to Active.
+	// It guards against one careless edit of contract.end. At least 1h, written in hours or days ("72h", "3d"), or
+	// exactly "0s" to turn the safeguard off (tests and demos).
+	// +kubebuilder:default="72h"
+	// +optional
+	ExitGracePeriod GraceDuration `json:"exitGracePeriod,omitempty"`
+
 	// allowedJurisdictions admits the places data may be stored or processed: every BackupLocation and
 	// DatabaseServer a tenant under this policy uses must have its jurisdiction in this list, or nothing is stored.
 	// Use EEA for the European Economic Area.

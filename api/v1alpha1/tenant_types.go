@@ -509,12 +509,22 @@ type RestoreDrillStatus struct {
 
 // TenantExitStatus records the exit's steps.
 type TenantExitStatus struct {
+	// endObservedAt is when custos first saw the contract ended (now ≥ contract.end): the exit's grace period runs
+	// from here, also when contract.end lies further in the past.
+	// +optional
+	EndObservedAt *metav1.Time `json:"endObservedAt,omitempty"`
+	// destructionNotBefore is the end of the grace period (endObservedAt + the RetentionPolicy's
+	// exitGracePeriod): no live data or backup is destroyed before it. Until the live data is purged, removing
+	// contract.end or moving it into the future returns the tenant to Active.
+	// +optional
+	DestructionNotBefore *metav1.Time `json:"destructionNotBefore,omitempty"`
 	// terminatedAt is when the tenant was suspended.
 	// +optional
 	TerminatedAt *metav1.Time `json:"terminatedAt,omitempty"`
-	// exportRef names the DataExport made for the exit.
+	// exportRef names the DataExport made for this exit, by name and UID: only that object counts as the exit's
+	// export (an earlier tenant's export of the same name, or one made by hand, never does).
 	// +optional
-	ExportRef *ObjectReference `json:"exportRef,omitempty"`
+	ExportRef *ExitExportReference `json:"exportRef,omitempty"`
 	// exportAcknowledgedAt is when the receiver's digest matched, or when acknowledgeTimeout passed (see
 	// exportAcknowledgeTimedOut).
 	// +optional
@@ -550,9 +560,26 @@ type TenantExitStatus struct {
 	Destroyed []DestroyedLocation `json:"destroyed,omitempty"`
 }
 
+// ExitExportReference names the exit's DataExport.
+type ExitExportReference struct {
+	// name of the DataExport.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// uid of the DataExport the exit created; an object of the same name with another UID is not the exit's.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	UID string `json:"uid,omitempty"`
+	// bag is the path of the exit's bag on the export volume, once written: the certificate of destruction is
+	// issued only once this file is verified gone.
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	Bag string `json:"bag,omitempty"`
+}
+
 // ExitStep is a step of the exit in progress.
 type ExitStep struct {
-	// action being carried out: Suspend, RequestExport, Purge, DisposeBackups, IssueCertificate.
+	// action being carried out: Suspend, RequestExport, Purge, DisposeBackups, IssueCertificate, CancelExit.
 	// +kubebuilder:validation:MaxLength=64
 	Action string `json:"action"`
 	// startedAt is when it was first started.

@@ -183,14 +183,16 @@ var _ = Describe("A tenant's whole life on a real cluster", Label("cluster"), Or
 
 		if cfg.dataReturn == custosv1alpha1.DataReturnNone {
 			By("exit.dataReturn None: no export, nothing to acknowledge")
-			err := k8s.Get(ctx, client.ObjectKey{Name: name + "-exit"}, &custosv1alpha1.DataExport{})
-			Expect(apierrors.IsNotFound(err)).To(BeTrue(), "DataExport %s-exit exists (or cannot be read: %v) although exit.dataReturn is None", name, err)
+			t := get(ctx)
+			Expect(t.Status.Exit.ExportRef).To(BeNil(), "the exit made DataExport %v although exit.dataReturn is None", t.Status.Exit.ExportRef)
 			return
 		}
 		de := &custosv1alpha1.DataExport{}
-		By("waiting for the exit's DataExport " + name + "-exit to be Ready with a digest")
+		By("waiting for the exit's DataExport (status.exit.exportRef) to be Ready with a digest")
 		Eventually(func(g Gomega) {
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name + "-exit"}, de)).To(Succeed())
+			t := get(ctx)
+			g.Expect(t.Status.Exit.ExportRef).NotTo(BeNil(), describe(t))
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: t.Status.Exit.ExportRef.Name}, de)).To(Succeed())
 			msg := ""
 			if c := meta.FindStatusCondition(de.Status.Conditions, custosv1alpha1.ConditionReady); c != nil {
 				msg = c.Reason + ": " + c.Message

@@ -90,13 +90,16 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 			Spec: custosv1alpha1.BackupLocationSpec{URL: offsiteSrv.URL, Jurisdiction: "DE"}})
 		every := custosv1alpha1.Schedule{Cron: "* * * * *", TimeZone: "UTC"}
 		for name, keep := range map[string]custosv1alpha1.Duration{shredPolicy: "30d", shortPolicy: "3m", ackPolicy: "30d"} {
+			// No grace period (these specs are about the steps after it) and a bag that lives 5s after its receipt:
+			// the certificate is signed once it is gone.
 			p := &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: custosv1alpha1.RetentionPolicySpec{
 				Primary: custosv1alpha1.ObjectReference{Name: primaryName}, Offsite: &custosv1alpha1.ObjectReference{Name: offsiteName},
 				Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: keep, MaxSnapshotAge: "26h",
-				AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
+				AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"}, ExitGracePeriod: "0s",
+				Export: custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "5s"},
 			}}
 			if name == ackPolicy {
-				p.Spec.Export = custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "10d", AcknowledgeTimeout: "15s"}
+				p.Spec.Export = custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "20s", AcknowledgeTimeout: "15s"}
 			}
 			ensureObject(ctx, p)
 		}
@@ -344,7 +347,7 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		Expect(sts.Spec.Replicas).To(HaveValue(BeZero()))
 		Expect(k8s.Get(ctx, keyOf(cj), cj)).To(Succeed())
 		Expect(cj.Spec.Suspend).To(HaveValue(BeTrue()))
-		de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-exit"}}
+		de := exitExportOf(ctx, t)
 		Eventually(exportPhase(ctx, de)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
 		f, err := os.Open(de.Status.Artefact.Location)
 		Expect(err).NotTo(HaveOccurred())
@@ -377,14 +380,17 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		Expect(t.Status.Exit.ExportAcknowledgedAt).NotTo(BeNil())
 		cert := expectDestroyed(ctx, t, oid)
 		Expect(cert.Spec.Subjects).To(ContainElement(custosv1alpha1.CertificateSubject{Name: de.Name + ".tar", SHA256: de.Status.Artefact.SHA256}))
-		Expect(de.Status.Artefact.Location).To(BeARegularFile(), "the returned bag lives on until its own expiry")
+		Expect(de.Status.Artefact.Location).NotTo(BeAnExistingFile(), "the certificate is signed only once the returned bag is deleted")
+		Expect(k8s.Get(ctx, keyOf(de), de)).To(Succeed())
+		Expect(de.Status.Phase).To(Equal(custosv1alpha1.ExportExpired))
+		Expect(cert.Spec.IssuedAt.Time).NotTo(BeTemporally("<", de.Status.ExpiredAt.Time.Truncate(time.Second)))
 	})
 
 	It("goes on without a receipt once acknowledgeTimeout has passed after delivery, and the certificate says so", func(ctx SpecContext) {
 		t := activeTenant(ctx, "exit-ack", ackPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnExport, Backups: custosv1alpha1.BackupDisposalShred})
 		oid := t.Status.Database.OID
 		endContract(ctx, t)
-		de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-exit"}}
+		de := exitExportOf(ctx, t)
 		Eventually(exportPhase(ctx, de)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
 		Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
 		Expect(t.Status.Exit.Destroyed).To(BeEmpty(), "nothing is destroyed before the timeout")
@@ -401,20 +407,30 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 	})
 
 	It("resumes after the manager is stopped at every phase of the exit: nothing lost, no step twice", func(ctx SpecContext) {
-		t := activeTenant(ctx, "exit-rs", shredPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred})
+		t := activeTenant(ctx, "exit-rs", shredPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnExport, Backups: custosv1alpha1.BackupDisposalShred})
 		oid := t.Status.Database.OID
 		endContract(ctx, t)
 		restarted := map[string]bool{}
-		deadline := time.Now().Add(4 * time.Minute)
+		deadline := time.Now().Add(5 * time.Minute)
 		for time.Now().Before(deadline) {
 			Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
 			if t.Status.Phase == custosv1alpha1.TenantDestroyed {
 				break
 			}
-			// A restart at each new phase and at each new destroyed location (mid-purge, mid-disposal).
+			// A restart at each new phase, at each state of the exit's export (mid-write, delivered, acknowledged,
+			// expired) and at each new destroyed location (mid-purge, mid-disposal).
 			mark := string(t.Status.Phase)
 			if t.Status.Exit != nil {
 				mark += fmt.Sprintf("/%d", len(t.Status.Exit.Destroyed))
+				if ref := t.Status.Exit.ExportRef; ref != nil {
+					de := &custosv1alpha1.DataExport{}
+					if err := k8s.Get(ctx, client.ObjectKey{Name: ref.Name}, de); err == nil {
+						mark += "/export-" + string(de.Status.Phase)
+						if de.Status.Phase == custosv1alpha1.ExportReady && de.Spec.Receipt == nil {
+							updateSpec(ctx, de, func() { de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: de.Status.Artefact.SHA256} })
+						}
+					}
+				}
 			}
 			if !restarted[mark] {
 				restarted[mark] = true
@@ -424,7 +440,8 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 			time.Sleep(300 * time.Millisecond)
 		}
 		Expect(t.Status.Phase).To(Equal(custosv1alpha1.TenantDestroyed))
-		Expect(len(restarted)).To(BeNumerically(">=", 3), "restarts: %v", restarted)
+		Expect(len(restarted)).To(BeNumerically(">=", 5), "restarts: %v", restarted)
+		Expect(restarted).To(HaveKey(HavePrefix(string(custosv1alpha1.TenantExporting))), "a restart while exporting")
 		expectDestroyed(ctx, t, oid)
 
 		By("finding each step once on the audit trail and one certificate")
@@ -437,6 +454,8 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 			count[e.Action]++
 		}
 		Expect(count[evidence.ActionSuspended]).To(Equal(1))
+		Expect(count[evidence.ActionExportWritten]).To(BeNumerically(">=", 1))
+		Expect(count[evidence.ActionExportAcknowledged]).To(Equal(1))
 		Expect(count[evidence.ActionLiveDataPurged]).To(Equal(1))
 		Expect(count[evidence.ActionShredded]).To(Equal(2))
 		Expect(count[evidence.ActionCertificateIssued]).To(Equal(1))
@@ -449,7 +468,7 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		t := activeTenant(ctx, "exit-hold", shredPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnExport, Backups: custosv1alpha1.BackupDisposalShred})
 		oid := t.Status.Database.OID
 		endContract(ctx, t)
-		de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-exit"}}
+		de := exitExportOf(ctx, t)
 		Eventually(exportPhase(ctx, de)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
 		By("setting the hold while the exit waits for the receipt, then giving the receipt")
 		updateSpec(ctx, t, func() { t.Spec.LegalHold = &custosv1alpha1.LegalHold{Reason: "court order 2026/117"} })
@@ -477,7 +496,7 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		t := activeTenant(ctx, "exit-exp", shortPolicy, custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnExport, Backups: custosv1alpha1.BackupDisposalExpire})
 		oid := t.Status.Database.OID
 		endContract(ctx, t)
-		de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: t.Name + "-exit"}}
+		de := exitExportOf(ctx, t)
 		Eventually(exportPhase(ctx, de)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.ExportReady))
 		updateSpec(ctx, de, func() {
 			de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: sha256File(de.Status.Artefact.Location)}

@@ -178,6 +178,9 @@ func run(keep, fetch bool, ginkgoArgs []string) (code int, err error) {
 		&custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policyName}, Spec: custosv1alpha1.RetentionPolicySpec{
 			Primary: custosv1alpha1.ObjectReference{Name: "e2e-primary"}, Offsite: &custosv1alpha1.ObjectReference{Name: "e2e-offsite"},
 			Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: "90d", MaxSnapshotAge: "26h",
+			// No grace period after contract.end, and the exit's bag lives 10s after its receipt (the certificate
+			// is signed once it is gone): the suite's exit runs in minutes.
+			ExitGracePeriod: "0s", Export: custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "10s"},
 			AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"}}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: serverName + "-admin", Namespace: managerNamespace},
 			StringData: map[string]string{"username": pg.User, "password": pg.Password}},

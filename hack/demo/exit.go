@@ -33,7 +33,7 @@ import (
 var phaseMeaning = map[custosv1alpha1.TenantPhase]string{
 	custosv1alpha1.TenantActive:      "the contract runs",
 	custosv1alpha1.TenantTerminating: "suspending: the database role loses LOGIN and its sessions end, only deny-all network policies stay, workloads scale to zero",
-	custosv1alpha1.TenantExporting:   "writing the bag (DataExport " + tenantName + "-exit); nothing is destroyed before the receipt",
+	custosv1alpha1.TenantExporting:   "writing the bag (the DataExport in status.exit.exportRef); nothing is destroyed before the receipt",
 	custosv1alpha1.TenantPurging:     "deleting the database and its role, the Secrets and the namespaces, and checking each is gone",
 	custosv1alpha1.TenantAwaitingBackupExpiry: "exit.backups Shred: deleting both backup repositories, then their keys " +
 		"(cryptographic erase); with Expire it would wait for keepWithin",
@@ -90,7 +90,17 @@ func (d *demo) exit(ctx context.Context) error {
 	}
 
 	// The DataExport custos made for the exit.
-	de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: tenantName + "-exit"}}
+	err = waitFor(ctx, "status.exit.exportRef", time.Minute, 500*time.Millisecond, func(ctx context.Context) (bool, string, error) {
+		if t, err = d.getTenant(ctx); err != nil {
+			return false, "", err
+		}
+		return t.Status.Exit != nil && t.Status.Exit.ExportRef != nil, "not recorded yet", nil
+	})
+	if err != nil {
+		return err
+	}
+	d.exportName = t.Status.Exit.ExportRef.Name
+	de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: d.exportName}}
 	err = waitFor(ctx, "DataExport "+de.Name+" Ready", 2*time.Minute, 500*time.Millisecond, func(ctx context.Context) (bool, string, error) {
 		if err := d.c.Get(ctx, client.ObjectKeyFromObject(de), de); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -408,7 +418,7 @@ func (d *demo) certificate(ctx context.Context) error {
 	d.say("Wrote, into %s:", d.outDir)
 	d.say("  %-28s kubectl get dcert %s -o yaml", filepath.Base(certFile), name)
 	d.say("  %-28s the public key custos publishes: ConfigMap %s/%s, key public.pem (keyid %s)", filepath.Base(keyFile), managerNamespace, controllers.SigningKeyName, cm.Data["keyid"])
-	d.say("  %-28s the bag, fetched in step 4", tenantName+"-exit.tar")
+	d.say("  %-28s the bag, fetched in step 4", d.exportName+".tar")
 	d.say("In production the data controller gets the public key over a channel it trusts (with the agreement), not from the cluster.")
 	d.say("")
 	d.say("The auditor exports the tenant's hash-chained audit trail from the cluster, then checks everything offline:")
@@ -440,7 +450,7 @@ func (d *demo) certificate(ctx context.Context) error {
 	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
 	d.say("The certificate commits to the trail as it stood when it was signed: audit.length %d, audit.head %s;", st.Predicate.Audit.Length, short(st.Predicate.Audit.Head, 16))
 	d.say("the trail has %d entries now (the signing itself is recorded after it). custos verify checks that entry %d is that head.", len(lines), st.Predicate.Audit.Length)
-	if err := d.custos(ctx, "verify", filepath.Base(certFile), "--key", filepath.Base(keyFile), "--artefact", tenantName+"-exit.tar", "--audit", audit); err != nil {
+	if err := d.custos(ctx, "verify", filepath.Base(certFile), "--key", filepath.Base(keyFile), "--artefact", d.exportName+".tar", "--audit", audit); err != nil {
 		return err
 	}
 	d.say("The certificate verifies offline: signature, every location verified gone, the bag the clinic holds is its subject,")

@@ -42,6 +42,7 @@ const (
 
 // demo holds what the run started and what the steps share.
 type demo struct {
+	exportName  string // the exit's DataExport (status.exit.exportRef), once the exit made it
 	start       time.Time
 	keep, hold  bool
 	interrupted atomic.Bool

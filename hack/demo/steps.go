@@ -34,7 +34,10 @@ func (d *demo) installPlatform(ctx context.Context) error {
 			Primary: custosv1alpha1.ObjectReference{Name: primaryName}, Offsite: &custosv1alpha1.ObjectReference{Name: offsiteName},
 			Schedule: every, CopySchedule: every, ExpirySchedule: every,
 			KeepWithin: "90d", MaxSnapshotAge: "26h",
-			Export: custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "10d", AcknowledgeTimeout: "30d",
+			// The demo turns the exit's grace period off (the default keeps everything 72h after contract.end) and
+			// lets the bag live 10s after its receipt (the agreement says 10d): the certificate waits for it.
+			ExitGracePeriod: "0s",
+			Export: custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "10s", AcknowledgeTimeout: "30d",
 				Delivery: &custosv1alpha1.ExportDelivery{Filesystem: custosv1alpha1.FilesystemDelivery{Path: d.exportDir}}},
 			AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
 		}},

@@ -11,8 +11,12 @@
 //	                                 is keepWithin old, then removes what is left
 //	  → Destroyed: every location verified gone; the certificate is signed
 //
-// Nothing is destroyed before an export that was asked for is acknowledged or its acknowledgeTimeout passed, and
-// a legal hold freezes every destructive step (suspension and the export are not destructive and go on).
+// Nothing is destroyed before an export that was asked for is acknowledged or its acknowledgeTimeout passed, nor
+// before the grace period (the policy's exitGracePeriod, counted from when the end was first observed) is over; a
+// legal hold freezes every destructive step (suspension and the export are not destructive and go on). Until the
+// live data is purged (phases Terminating and Exporting), removing contract.end or moving it into the future
+// cancels the exit: the tenant goes back to provisioning. The certificate of destruction is signed only once every
+// copy is gone, the exit's bag on the export volume included.
 package lifecycle
 
 import (
@@ -39,6 +43,9 @@ const (
 	DisposeBackups Action = "DisposeBackups"
 	// IssueCertificate signs and writes the DestructionCertificate.
 	IssueCertificate Action = "IssueCertificate"
+	// CancelExit ends an exit that destroyed nothing (contract.end removed or moved into the future): the exit's
+	// status is cleared and the tenant goes back to provisioning, which gives LOGIN, policies and bindings back.
+	CancelExit Action = "CancelExit"
 )
 
 // Reasons a decision gives (they become the Ready condition's reason while the exit runs).
@@ -57,6 +64,10 @@ const (
 	ReasonAwaitingExpiry     = "AwaitingBackupExpiry"
 	ReasonCertifying         = "IssuingCertificate"
 	ReasonDestroyed          = "Destroyed"
+	ReasonGracePeriod        = "GracePeriod"
+	ReasonExitCancelled      = "ExitCancelled"
+	ReasonExportNotBound     = "ExportNotBound"
+	ReasonAwaitingBagExpiry  = "AwaitingExportExpiry"
 )
 
 // ExportFacts is what the exit's DataExport says.
@@ -71,6 +82,14 @@ type ExportFacts struct {
 	ReceiptMismatch bool
 	// Message explains a failure.
 	Message string
+	// Refused, when set, says why the DataExport found where the exit's export should be is not this exit's
+	// (another tenant's UID, made by hand, made before this exit, without the database): nothing is destroyed on
+	// its strength.
+	Refused string
+	// ExpiresAt is when the exit's bag is due to be deleted (zero: not known yet).
+	ExpiresAt time.Time
+	// BagGone: the exit's bag was deleted and verified gone (the DataExport is Expired and the file is absent).
+	BagGone bool
 }
 
 // Facts is what the controller observed outside the Tenant object.
@@ -81,6 +100,8 @@ type Facts struct {
 	Export ExportFacts
 	// AcknowledgeTimeout is the policy's export.acknowledgeTimeout (0: wait for a receipt forever).
 	AcknowledgeTimeout time.Duration
+	// GracePeriod is the policy's exitGracePeriod: nothing is destroyed before the end was observed this long ago.
+	GracePeriod time.Duration
 	// LiveDataGone: database (by OID), role, Secrets and namespaces verified gone.
 	LiveDataGone bool
 	// KeepWithin is the policy's retention window.
@@ -109,6 +130,38 @@ type Decision struct {
 	BackupsGoneBy time.Time
 	// AcknowledgeTimedOut: the exit goes on without a receipt because acknowledgeTimeout passed.
 	AcknowledgeTimedOut bool
+	// DestructionNotBefore is the end of the grace period (set once the exit started).
+	DestructionNotBefore time.Time
+}
+
+// GraceStart is when the exit's grace period began: when the end was first observed (status.exit.endObservedAt),
+// or now when it is observed for the first time. A contract.end in the past therefore starts the grace period now,
+// not at the end date.
+func GraceStart(status custosv1alpha1.TenantStatus, now time.Time) time.Time {
+	if ex := status.Exit; ex != nil {
+		if ex.EndObservedAt != nil {
+			return ex.EndObservedAt.Time
+		}
+		if ex.TerminatedAt != nil {
+			return ex.TerminatedAt.Time
+		}
+	}
+	return now
+}
+
+// DestructionNotBefore is the end of the grace period.
+func DestructionNotBefore(status custosv1alpha1.TenantStatus, f Facts, now time.Time) time.Time {
+	return GraceStart(status, now).Add(max(f.GracePeriod, 0))
+}
+
+// NothingDestroyed reports whether the exit has not begun to destroy: no purge and no disposal started, no
+// location recorded as destroyed, and the phase is before Purging. Only then can the exit be cancelled.
+func NothingDestroyed(status custosv1alpha1.TenantStatus) bool {
+	if status.Phase != custosv1alpha1.TenantTerminating && status.Phase != custosv1alpha1.TenantExporting {
+		return false
+	}
+	ex := status.Exit
+	return ex == nil || (ex.LiveDataPurgedAt == nil && ex.DisposalStartedAt == nil && len(ex.Destroyed) == 0)
 }
 
 // HoldActive reports whether a legal hold applies at now.
@@ -143,7 +196,30 @@ func wait(d time.Duration) time.Duration {
 
 // Next decides the tenant's phase and next step.
 func Next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f Facts, now time.Time) Decision {
+	d := next(spec, status, f, now)
+	if d.Phase.ExitStarted() {
+		d.DestructionNotBefore = DestructionNotBefore(status, f, now)
+	}
+	return d
+}
+
+// graceOver is nil when the grace period has passed; otherwise the decision to wait in phase.
+func graceOver(phase custosv1alpha1.TenantPhase, status custosv1alpha1.TenantStatus, f Facts, now time.Time, what string) *Decision {
+	notBefore := DestructionNotBefore(status, f, now)
+	if !now.Before(notBefore) {
+		return nil
+	}
+	return &Decision{Phase: phase, Reason: ReasonGracePeriod, RequeueAfter: wait(notBefore.Sub(now)),
+		Message: fmt.Sprintf("%s; nothing is destroyed before %s (the policy's exitGracePeriod, counted from when the end was observed). Removing spec.contract.end, or moving it into the future, before then cancels the exit and returns the tenant to Active",
+			what, notBefore.UTC().Format(time.RFC3339))}
+}
+
+func next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f Facts, now time.Time) Decision {
 	phase := status.Phase
+	if NothingDestroyed(status) && !Ended(spec, now) {
+		return Decision{Phase: phase, Action: CancelExit, Reason: ReasonExitCancelled,
+			Message: "spec.contract.end was removed or moved into the future before anything was destroyed: the exit is cancelled and the tenant returns to Active (provisioning gives LOGIN, network policies and bindings back; workloads stay scaled to zero until their owners scale them up)"}
+	}
 	if !phase.ExitStarted() {
 		if !Ended(spec, now) {
 			d := Decision{Phase: phase, Reason: ReasonContractRunning, Message: "the contract runs; the exit starts at contract.end"}
@@ -162,11 +238,12 @@ func Next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f 
 				Message: "the contract ended: suspending the tenant (database LOGIN revoked, sessions ended, network cut, workloads scaled to zero)"}
 		}
 		if spec.Exit.DataReturn == custosv1alpha1.DataReturnExport {
-			phase = custosv1alpha1.TenantExporting
-		} else {
-			phase = custosv1alpha1.TenantPurging
+			return next(spec, withPhase(status, custosv1alpha1.TenantExporting), f, now)
 		}
-		return Next(spec, withPhase(status, phase), f, now)
+		if d := graceOver(phase, status, f, now, "the tenant is suspended"); d != nil {
+			return *d
+		}
+		return next(spec, withPhase(status, custosv1alpha1.TenantPurging), f, now)
 	case custosv1alpha1.TenantExporting:
 		return exporting(spec, status, f, now)
 	case custosv1alpha1.TenantPurging:
@@ -177,7 +254,7 @@ func Next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f 
 			return Decision{Phase: phase, Action: Purge, Reason: ReasonPurging, BackupsGoneBy: BackupsGoneBy(spec.Exit, f, now),
 				Message: "dropping the database and its role, deleting the Secrets and the namespaces"}
 		}
-		return Next(spec, withPhase(status, custosv1alpha1.TenantAwaitingBackupExpiry), f, now)
+		return next(spec, withPhase(status, custosv1alpha1.TenantAwaitingBackupExpiry), f, now)
 	case custosv1alpha1.TenantAwaitingBackupExpiry:
 		goneBy := BackupsGoneBy(spec.Exit, f, now)
 		if status.Exit != nil && status.Exit.BackupsGoneBy != nil && spec.Exit.Backups != custosv1alpha1.BackupDisposalShred {
@@ -197,11 +274,21 @@ func Next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f 
 			return Decision{Phase: phase, Action: DisposeBackups, Reason: ReasonShredding, BackupsGoneBy: goneBy,
 				Message: "destroying every backup repository of the tenant and its keys"}
 		}
+		if !f.CertificateIssued && status.Exit != nil && status.Exit.ExportRef != nil && !f.Export.BagGone {
+			d := Decision{Phase: phase, Reason: ReasonAwaitingBagExpiry, BackupsGoneBy: goneBy,
+				Message: fmt.Sprintf("every backup is gone, but the exit's bag (DataExport %s), a full copy of the data, is still on the export volume", status.Exit.ExportRef.Name)}
+			if !f.Export.ExpiresAt.IsZero() {
+				d.Message += " until " + f.Export.ExpiresAt.UTC().Format(time.RFC3339) + " (expireAfterDelivery, counted from the receipt)"
+				d.RequeueAfter = wait(f.Export.ExpiresAt.Sub(now))
+			}
+			d.Message += ": the certificate of destruction is signed once it is deleted and verified gone"
+			return d
+		}
 		if !f.CertificateIssued {
 			return Decision{Phase: phase, Action: IssueCertificate, Reason: ReasonCertifying, BackupsGoneBy: goneBy,
 				Message: "every location is verified empty: signing the certificate of destruction"}
 		}
-		return Next(spec, withPhase(status, custosv1alpha1.TenantDestroyed), f, now)
+		return next(spec, withPhase(status, custosv1alpha1.TenantDestroyed), f, now)
 	case custosv1alpha1.TenantDestroyed:
 		return Decision{Phase: phase, Reason: ReasonDestroyed, Message: "the tenant's data is destroyed and the certificate is issued"}
 	}
@@ -213,6 +300,9 @@ func exporting(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatu
 	ex := f.Export
 	acknowledged := status.Exit != nil && status.Exit.ExportAcknowledgedAt != nil
 	if !acknowledged {
+		if ex.Refused != "" {
+			return Decision{Phase: phase, Reason: ReasonExportNotBound, Message: ex.Refused}
+		}
 		if !ex.Exists {
 			return Decision{Phase: phase, Action: RequestExport, Reason: ReasonAwaitingExport,
 				Message: "requesting the DataExport the data controller chose (exit.dataReturn: Export)"}
@@ -229,9 +319,13 @@ func exporting(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatu
 		case ex.DeliveredAt.IsZero():
 			return Decision{Phase: phase, Reason: ReasonAwaitingExport, Message: "the export is being written; nothing is destroyed before it is acknowledged"}
 		case f.AcknowledgeTimeout > 0 && !now.Before(ex.DeliveredAt.Add(f.AcknowledgeTimeout)):
-			d := Next(spec, withPhase(status, custosv1alpha1.TenantPurging), f, now)
+			d := graceOver(phase, status, f, now, "no receipt came within acknowledgeTimeout after delivery")
+			if d == nil {
+				nd := next(spec, withPhase(status, custosv1alpha1.TenantPurging), f, now)
+				d = &nd
+			}
 			d.AcknowledgeTimedOut = true
-			return d
+			return *d
 		default:
 			msg := "the export is delivered; waiting for the receiver's receipt (spec.receipt.sha256 on the DataExport)"
 			if f.AcknowledgeTimeout > 0 {
@@ -240,7 +334,10 @@ func exporting(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatu
 			return Decision{Phase: phase, Reason: ReasonAwaitingReceipt, RequeueAfter: ackTimer(f, now), Message: msg}
 		}
 	}
-	return Next(spec, withPhase(status, custosv1alpha1.TenantPurging), f, now)
+	if d := graceOver(phase, status, f, now, "the export is acknowledged"); d != nil {
+		return *d
+	}
+	return next(spec, withPhase(status, custosv1alpha1.TenantPurging), f, now)
 }
 
 func ackTimer(f Facts, now time.Time) time.Duration {

@@ -36,18 +36,31 @@ func spec(ret custosv1alpha1.DataReturn, disp custosv1alpha1.BackupDisposal) cus
 // world plays the controller: it records each decision in status and carries out its action at once (or after a
 // delay), and the receiver acts at given times.
 type world struct {
-	clock      *clocktesting.FakeClock
-	spec       custosv1alpha1.TenantSpec
-	status     custosv1alpha1.TenantStatus
-	facts      lifecycle.Facts
-	deliverIn  time.Duration // how long the export takes once requested
-	receiptAt  time.Time     // when the receiver acknowledges (zero: never)
-	wrongAt    time.Time     // when the receiver sends a wrong receipt (zero: never)
-	requested  time.Time
-	phases     []custosv1alpha1.TenantPhase
-	actions    []lifecycle.Action
-	destroyed  []destruction
-	goneByLast time.Time
+	clock     *clocktesting.FakeClock
+	spec      custosv1alpha1.TenantSpec
+	status    custosv1alpha1.TenantStatus
+	facts     lifecycle.Facts
+	deliverIn time.Duration // how long the export takes once requested
+	receiptAt time.Time     // when the receiver acknowledges (zero: never)
+	wrongAt   time.Time     // when the receiver sends a wrong receipt (zero: never)
+	requested time.Time
+	// expireAfter is the bag's lifetime after delivery, or after the receipt (0: 10 days).
+	expireAfter time.Duration
+	phases      []custosv1alpha1.TenantPhase
+	actions     []lifecycle.Action
+	destroyed   []destruction
+	goneByLast  time.Time
+	cancelled   []time.Time
+	certs       []time.Time
+}
+
+func ptrTime(t time.Time) *metav1.Time { m := metav1.NewTime(t); return &m }
+
+func (w *world) bagLifetime() time.Duration {
+	if w.expireAfter == 0 {
+		return 10 * day
+	}
+	return w.expireAfter
 }
 
 type destruction struct {
@@ -75,8 +88,15 @@ func (w *world) step() lifecycle.Decision {
 		if !w.wrongAt.IsZero() && !now.Before(w.wrongAt) {
 			w.facts.Export.ReceiptMismatch = true
 		}
-		if !w.receiptAt.IsZero() && !now.Before(w.receiptAt) {
+		if w.facts.Export.ExpiresAt.IsZero() {
+			w.facts.Export.ExpiresAt = w.facts.Export.DeliveredAt.Add(w.bagLifetime())
+		}
+		if !w.receiptAt.IsZero() && !now.Before(w.receiptAt) && w.facts.Export.Phase != custosv1alpha1.ExportAcknowledged && !w.facts.Export.BagGone {
 			w.facts.Export.Phase, w.facts.Export.ReceiptMismatch = custosv1alpha1.ExportAcknowledged, false
+			w.facts.Export.ExpiresAt = w.receiptAt.Add(w.bagLifetime())
+		}
+		if !now.Before(w.facts.Export.ExpiresAt) {
+			w.facts.Export.Phase, w.facts.Export.BagGone = custosv1alpha1.ExportExpired, true
 		}
 	}
 	// While the tenant is active, it takes a snapshot a day.
@@ -92,8 +112,11 @@ func (w *world) step() lifecycle.Decision {
 		w.phases = append(w.phases, d.Phase)
 	}
 	w.status.Phase = d.Phase
-	if w.status.Exit == nil && d.Phase != custosv1alpha1.TenantActive {
-		w.status.Exit = &custosv1alpha1.TenantExitStatus{}
+	if w.status.Exit == nil && d.Phase.ExitStarted() {
+		w.status.Exit = &custosv1alpha1.TenantExitStatus{EndObservedAt: ptrTime(now)}
+	}
+	if !d.DestructionNotBefore.IsZero() {
+		w.status.Exit.DestructionNotBefore = ptrTime(d.DestructionNotBefore)
 	}
 	if !d.BackupsGoneBy.IsZero() {
 		t := metav1.NewTime(d.BackupsGoneBy)
@@ -114,6 +137,11 @@ func (w *world) step() lifecycle.Decision {
 		w.facts.Suspended = true
 	case lifecycle.RequestExport:
 		w.facts.Export.Exists, w.facts.Export.Phase, w.requested = true, custosv1alpha1.ExportRunning, now
+		w.status.Exit.ExportRef = &custosv1alpha1.ExitExportReference{Name: "t-exit", UID: "u"}
+	case lifecycle.CancelExit:
+		w.status = custosv1alpha1.TenantStatus{Phase: custosv1alpha1.TenantActive}
+		w.facts.Suspended, w.facts.Export, w.requested = false, lifecycle.ExportFacts{}, time.Time{}
+		w.cancelled = append(w.cancelled, now)
 	case lifecycle.Purge:
 		w.facts.LiveDataGone = true
 		w.destroyed = append(w.destroyed, destruction{d.Action, now})
@@ -122,6 +150,7 @@ func (w *world) step() lifecycle.Decision {
 		w.destroyed = append(w.destroyed, destruction{d.Action, now})
 	case lifecycle.IssueCertificate:
 		w.facts.CertificateIssued = true
+		w.certs = append(w.certs, now)
 	}
 	next := time.Minute
 	if d.Action == lifecycle.Wait && d.RequeueAfter > 0 {
@@ -214,6 +243,7 @@ var _ = Describe("Next", func() {
 
 	It("destroys nothing while the receipt is wrong, even after acknowledgeTimeout; a right receipt lets it go on", func() {
 		w := newWorld(spec(custosv1alpha1.DataReturnExport, custosv1alpha1.BackupDisposalShred))
+		w.expireAfter = 300 * day // the bag outlives the wrong receipt
 		w.wrongAt = end.Add(2 * day)
 		w.run(end.Add(100 * day))
 		Expect(w.destroyed).To(BeEmpty())
@@ -223,7 +253,7 @@ var _ = Describe("Next", func() {
 		Expect(d.Message).To(ContainSubstring("nothing is destroyed"))
 
 		w.receiptAt = w.clock.Now()
-		w.run(end.Add(200 * day))
+		w.run(end.Add(500 * day))
 		Expect(w.status.Phase).To(Equal(custosv1alpha1.TenantDestroyed))
 		Expect(w.status.Exit.ExportAcknowledgeTimedOut).To(BeFalse())
 	})
@@ -234,7 +264,7 @@ var _ = Describe("Next", func() {
 		d := lifecycle.Next(s, st, lifecycle.Facts{Suspended: true, AcknowledgeTimeout: day,
 			Export: lifecycle.ExportFacts{Exists: true, Phase: custosv1alpha1.ExportFailed, Message: "disk full"}}, end.Add(100*day))
 		Expect(d).To(Equal(lifecycle.Decision{Phase: custosv1alpha1.TenantExporting, Reason: lifecycle.ReasonExportFailed,
-			Message: "the export failed, nothing is destroyed: disk full"}))
+			Message: "the export failed, nothing is destroyed: disk full", DestructionNotBefore: end.Add(100 * day)}))
 	})
 
 	It("a legal hold freezes purge and disposal, not suspension or export; lifted, the exit goes on", func() {
@@ -325,10 +355,20 @@ var _ = Describe("Next", func() {
 			st := custosv1alpha1.TenantStatus{Phase: phases[r.IntN(len(phases))]}
 			if st.Phase != custosv1alpha1.TenantActive && r.IntN(2) == 0 {
 				st.Exit = &custosv1alpha1.TenantExitStatus{}
+				if r.IntN(2) == 0 {
+					st.Exit.EndObservedAt = ptrTime(now.Add(-time.Duration(r.IntN(200)) * time.Hour))
+				}
+			}
+			if r.IntN(4) == 0 {
+				s.Contract.End = nil
 			}
 			f := lifecycle.Facts{Suspended: r.IntN(2) == 0, KeepWithin: 90 * day, AcknowledgeTimeout: time.Duration(r.IntN(3)) * 10 * day,
 				LiveDataGone: r.IntN(2) == 0, RepositoriesGone: r.IntN(2) == 0, CertificateIssued: r.IntN(2) == 0,
-				Export: lifecycle.ExportFacts{Exists: r.IntN(4) != 0, Phase: exportPhases[r.IntN(len(exportPhases))], ReceiptMismatch: r.IntN(4) == 0}}
+				Export:      lifecycle.ExportFacts{Exists: r.IntN(4) != 0, Phase: exportPhases[r.IntN(len(exportPhases))], ReceiptMismatch: r.IntN(4) == 0},
+				GracePeriod: time.Duration(r.IntN(3)) * 72 * time.Hour}
+			if r.IntN(5) == 0 {
+				f.Export.Refused = "not this exit's"
+			}
 			if r.IntN(2) == 0 {
 				f.Export.DeliveredAt = now.Add(-time.Duration(r.IntN(60*24)) * time.Hour)
 			}
@@ -340,8 +380,12 @@ var _ = Describe("Next", func() {
 				continue
 			}
 			checked++
-			if st.Phase == custosv1alpha1.TenantActive {
-				Expect(lifecycle.Ended(s, now)).To(BeTrue(), "destroying before the contract ended")
+			if st.Phase == custosv1alpha1.TenantActive || st.Phase == custosv1alpha1.TenantTerminating || st.Phase == custosv1alpha1.TenantExporting {
+				Expect(lifecycle.Ended(s, now)).To(BeTrue(), "destroying before the contract ended, or after it was removed")
+				Expect(now).NotTo(BeTemporally("<", lifecycle.DestructionNotBefore(st, f, now)), "destroying within the grace period: %+v %+v", st, f)
+				if ret == custosv1alpha1.DataReturnExport {
+					Expect(f.Export.Refused).To(BeEmpty(), "destroying on the strength of an export that is not this exit's")
+				}
 			}
 			Expect(lifecycle.HoldActive(s.LegalHold, now)).To(BeFalse(), "destroying under a legal hold")
 			if st.Phase == custosv1alpha1.TenantActive || st.Phase == custosv1alpha1.TenantTerminating {
@@ -361,3 +405,166 @@ var _ = Describe("Next", func() {
 		Expect(checked).To(BeNumerically(">", 1000), "the random timelines reach destructive steps")
 	})
 })
+
+var _ = Describe("the grace period before destruction", func() {
+	// firstDestruction is when the first destructive step ran (zero: none).
+	firstDestruction := func(w *world) time.Time {
+		if len(w.destroyed) == 0 {
+			return time.Time{}
+		}
+		return w.destroyed[0].at
+	}
+
+	DescribeTable("nothing is destroyed before endObservedAt + exitGracePeriod",
+		func(ret custosv1alpha1.DataReturn, observedAfterEnd, receiptAfterEnd, wantFirstAfterEnd time.Duration) {
+			w := newWorld(spec(ret, custosv1alpha1.BackupDisposalShred))
+			w.facts.GracePeriod = 72 * time.Hour
+			// The manager first looks at the tenant observedAfterEnd after contract.end (a contract.end set in the past).
+			w.clock.SetTime(end.Add(observedAfterEnd))
+			if receiptAfterEnd > 0 {
+				w.receiptAt = end.Add(receiptAfterEnd)
+			}
+			w.run(end.Add(400 * day))
+			Expect(w.status.Phase).To(Equal(custosv1alpha1.TenantDestroyed))
+			Expect(w.status.Exit.EndObservedAt.Time).To(Equal(end.Add(observedAfterEnd)))
+			Expect(w.status.Exit.DestructionNotBefore.Time).To(Equal(end.Add(observedAfterEnd + 72*time.Hour)))
+			Expect(firstDestruction(w)).To(BeTemporally(">=", w.status.Exit.DestructionNotBefore.Time))
+			Expect(firstDestruction(w).Sub(end)).To(BeNumerically("~", wantFirstAfterEnd, 2*time.Hour)) // the world steps an hour while it waits without a timer
+		},
+		Entry("None, end observed when it came: the purge waits 72h after the end",
+			custosv1alpha1.DataReturnNone, time.Duration(0), time.Duration(0), 72*time.Hour),
+		Entry("None, contract.end set 10 days in the past: 72h from when it was observed, not from the end date",
+			custosv1alpha1.DataReturnNone, 10*day, time.Duration(0), 10*day+72*time.Hour),
+		Entry("Export acknowledged after a day: the purge still waits for the grace period",
+			custosv1alpha1.DataReturnExport, time.Duration(0), day, 72*time.Hour),
+		Entry("Export acknowledged after five days: the grace period is long over, the receipt decides",
+			custosv1alpha1.DataReturnExport, time.Duration(0), 5*day, 5*day),
+		Entry("Export never acknowledged: acknowledgeTimeout (30d) after delivery",
+			custosv1alpha1.DataReturnExport, time.Duration(0), time.Duration(0), 30*day+time.Hour),
+	)
+
+	It("waits in Terminating (None) or Exporting (Export) and says until when and how to cancel", func() {
+		s := spec(custosv1alpha1.DataReturnNone, custosv1alpha1.BackupDisposalShred)
+		observed := metav1.NewTime(end.Add(time.Hour))
+		st := custosv1alpha1.TenantStatus{Phase: custosv1alpha1.TenantTerminating, Exit: &custosv1alpha1.TenantExitStatus{EndObservedAt: &observed}}
+		f := lifecycle.Facts{Suspended: true, GracePeriod: 72 * time.Hour}
+		d := lifecycle.Next(s, st, f, end.Add(2*time.Hour))
+		Expect(d.Action).To(Equal(lifecycle.Wait))
+		Expect(d.Phase).To(Equal(custosv1alpha1.TenantTerminating))
+		Expect(d.Reason).To(Equal(lifecycle.ReasonGracePeriod))
+		Expect(d.RequeueAfter).To(Equal(24 * time.Hour))
+		Expect(d.DestructionNotBefore).To(Equal(end.Add(73 * time.Hour)))
+		Expect(d.Message).To(And(ContainSubstring("2026-03-04T01:00:00Z"), ContainSubstring("Removing spec.contract.end")))
+
+		d = lifecycle.Next(s, st, f, end.Add(73*time.Hour-time.Second))
+		Expect(d.Action).To(Equal(lifecycle.Wait))
+		Expect(d.RequeueAfter).To(Equal(time.Second))
+		d = lifecycle.Next(s, st, f, end.Add(73*time.Hour))
+		Expect(d.Action).To(Equal(lifecycle.Purge))
+
+		s.Exit.DataReturn = custosv1alpha1.DataReturnExport
+		st.Phase = custosv1alpha1.TenantExporting
+		f.Export = lifecycle.ExportFacts{Exists: true, Phase: custosv1alpha1.ExportAcknowledged, DeliveredAt: end.Add(90 * time.Minute)}
+		d = lifecycle.Next(s, st, f, end.Add(2*time.Hour))
+		Expect(d.Phase).To(Equal(custosv1alpha1.TenantExporting))
+		Expect(d.Reason).To(Equal(lifecycle.ReasonGracePeriod))
+		Expect(d.Action).To(Equal(lifecycle.Wait))
+	})
+
+	It("a grace period of 0s destroys as soon as the other conditions hold", func() {
+		s := spec(custosv1alpha1.DataReturnNone, custosv1alpha1.BackupDisposalShred)
+		st := custosv1alpha1.TenantStatus{Phase: custosv1alpha1.TenantTerminating, Exit: &custosv1alpha1.TenantExitStatus{EndObservedAt: ptrTime(end)}}
+		d := lifecycle.Next(s, st, lifecycle.Facts{Suspended: true}, end)
+		Expect(d.Action).To(Equal(lifecycle.Purge))
+	})
+
+	DescribeTable("removing contract.end, or moving it into the future, during the grace period cancels the exit",
+		func(ret custosv1alpha1.DataReturn, editAfterEnd time.Duration, newEnd *time.Time) {
+			w := newWorld(spec(ret, custosv1alpha1.BackupDisposalShred))
+			w.facts.GracePeriod = 72 * time.Hour
+			w.clock.SetTime(end)
+			w.run(end.Add(editAfterEnd))
+			Expect(w.status.Phase.ExitStarted()).To(BeTrue())
+			Expect(w.destroyed).To(BeEmpty())
+			if newEnd == nil {
+				w.spec.Contract.End = nil
+			} else {
+				w.spec.Contract.End = ptrTime(*newEnd)
+			}
+			d := w.step()
+			Expect(d.Action).To(Equal(lifecycle.CancelExit))
+			Expect(d.Reason).To(Equal(lifecycle.ReasonExitCancelled))
+			Expect(w.status.Phase).To(Equal(custosv1alpha1.TenantActive))
+			w.run(end.Add(100 * day))
+			if newEnd == nil {
+				Expect(w.destroyed).To(BeEmpty(), "nothing is destroyed once the end is removed")
+				Expect(w.status.Phase).To(Equal(custosv1alpha1.TenantActive))
+				return
+			}
+			// A later end starts a new exit with a grace period of its own.
+			Expect(w.status.Phase).To(Equal(custosv1alpha1.TenantDestroyed))
+			Expect(w.status.Exit.EndObservedAt.Time).To(BeTemporally("~", *newEnd, 2*time.Minute))
+			Expect(firstDestruction(w)).To(BeTemporally(">=", newEnd.Add(72*time.Hour)))
+		},
+		Entry("None, end removed after a day", custosv1alpha1.DataReturnNone, day, nil),
+		Entry("Export, end removed while the bag waits for its receipt", custosv1alpha1.DataReturnExport, 2*day, nil),
+		Entry("None, end moved 30 days on", custosv1alpha1.DataReturnNone, day, ptr(end.Add(30*day))),
+	)
+
+	It("cannot be cancelled once the purge began: the exit finishes what it started", func() {
+		s := spec(custosv1alpha1.DataReturnNone, custosv1alpha1.BackupDisposalShred)
+		s.Contract.End = nil
+		for _, st := range []custosv1alpha1.TenantStatus{
+			{Phase: custosv1alpha1.TenantPurging, Exit: &custosv1alpha1.TenantExitStatus{EndObservedAt: ptrTime(end)}},
+			{Phase: custosv1alpha1.TenantAwaitingBackupExpiry, Exit: &custosv1alpha1.TenantExitStatus{EndObservedAt: ptrTime(end), LiveDataPurgedAt: ptrTime(end)}},
+			{Phase: custosv1alpha1.TenantTerminating, Exit: &custosv1alpha1.TenantExitStatus{Destroyed: []custosv1alpha1.DestroyedLocation{{Kind: custosv1alpha1.DestroyedDatabase}}}},
+		} {
+			Expect(lifecycle.NothingDestroyed(st)).To(BeFalse())
+			d := lifecycle.Next(s, st, lifecycle.Facts{Suspended: true}, end.Add(day))
+			Expect(d.Action).NotTo(Equal(lifecycle.CancelExit), string(st.Phase))
+		}
+	})
+})
+
+var _ = Describe("the exit's export", func() {
+	It("destroys nothing on the strength of a DataExport that is not this exit's, even past acknowledgeTimeout", func() {
+		s := spec(custosv1alpha1.DataReturnExport, custosv1alpha1.BackupDisposalShred)
+		st := custosv1alpha1.TenantStatus{Phase: custosv1alpha1.TenantExporting, Exit: &custosv1alpha1.TenantExitStatus{EndObservedAt: ptrTime(end)}}
+		f := lifecycle.Facts{Suspended: true, AcknowledgeTimeout: day, Export: lifecycle.ExportFacts{Exists: true, Phase: custosv1alpha1.ExportAcknowledged,
+			DeliveredAt: end.Add(-300 * day), Refused: "DataExport t-exit was made for another tenant"}}
+		d := lifecycle.Next(s, st, f, end.Add(50*day))
+		Expect(d.Action).To(Equal(lifecycle.Wait))
+		Expect(d.Phase).To(Equal(custosv1alpha1.TenantExporting))
+		Expect(d.Reason).To(Equal(lifecycle.ReasonExportNotBound))
+		Expect(d.Message).To(Equal("DataExport t-exit was made for another tenant"))
+		Expect(d.AcknowledgeTimedOut).To(BeFalse())
+	})
+
+	It("signs the certificate only once the exit's bag is deleted and verified gone (expireAfterDelivery from the receipt)", func() {
+		w := newWorld(spec(custosv1alpha1.DataReturnExport, custosv1alpha1.BackupDisposalShred))
+		w.receiptAt = end.Add(3 * day)
+		w.run(end.Add(400 * day))
+		Expect(w.status.Phase).To(Equal(custosv1alpha1.TenantDestroyed))
+		Expect(w.certs).To(HaveLen(1))
+		Expect(w.certs[0]).To(BeTemporally(">=", end.Add(13*day)), "10 days after the receipt")
+		Expect(w.certs[0]).To(BeTemporally("<", end.Add(13*day+2*time.Hour)))
+		Expect(w.destroyed[len(w.destroyed)-1].at).To(BeTemporally("~", end.Add(3*day), 2*time.Hour), "the backups go at the receipt")
+
+		s := spec(custosv1alpha1.DataReturnExport, custosv1alpha1.BackupDisposalShred)
+		st := custosv1alpha1.TenantStatus{Phase: custosv1alpha1.TenantAwaitingBackupExpiry, Exit: &custosv1alpha1.TenantExitStatus{
+			ExportRef: &custosv1alpha1.ExitExportReference{Name: "t-exit-1", UID: "u"}, ExportAcknowledgedAt: ptrTime(end)}}
+		f := lifecycle.Facts{Suspended: true, LiveDataGone: true, RepositoriesGone: true,
+			Export: lifecycle.ExportFacts{Exists: true, Phase: custosv1alpha1.ExportAcknowledged, ExpiresAt: end.Add(10 * day)}}
+		d := lifecycle.Next(s, st, f, end.Add(day))
+		Expect(d.Action).To(Equal(lifecycle.Wait))
+		Expect(d.Reason).To(Equal(lifecycle.ReasonAwaitingBagExpiry))
+		Expect(d.Message).To(And(ContainSubstring("t-exit-1"), ContainSubstring("2026-03-11T00:00:00Z")))
+		Expect(d.RequeueAfter).To(Equal(24 * time.Hour))
+		f.Export.Phase, f.Export.BagGone = custosv1alpha1.ExportExpired, true
+		Expect(lifecycle.Next(s, st, f, end.Add(10*day)).Action).To(Equal(lifecycle.IssueCertificate))
+		f.Export = lifecycle.ExportFacts{} // the DataExport was deleted: without proof the bag is gone, no certificate
+		Expect(lifecycle.Next(s, st, f, end.Add(10*day)).Action).To(Equal(lifecycle.Wait))
+	})
+})
+
+func ptr(t time.Time) *time.Time { return &t }
