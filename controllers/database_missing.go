@@ -50,8 +50,11 @@ func lossAccepted(t *custosv1alpha1.Tenant) bool {
 }
 
 // databaseLost reports whether status says the tenant's recorded database is missing: backups of it stop and its
-// snapshots are kept from expiry.
+// snapshots are kept from expiry. Once the exit has started (a person ended the contract) the exit decides.
 func databaseLost(t *custosv1alpha1.Tenant) bool {
+	if t.Status.Phase.ExitStarted() {
+		return false
+	}
 	c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionDatabaseReady)
 	return c != nil && c.Reason == custosv1alpha1.ReasonDatabaseMissing
 }
