@@ -22,6 +22,7 @@ import (
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/internal/backup"
 	"github.com/custos-io/custos/internal/lifecycle"
+	"github.com/custos-io/custos/internal/postgres"
 	"github.com/custos-io/custos/internal/restic"
 	"github.com/custos-io/custos/internal/retention"
 	"github.com/custos-io/custos/internal/runner"
@@ -248,7 +249,7 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 			return nil, err
 		}
 		res, err := backup.Drill(ctx, env.repos[sp.Location], backup.DrillInput{
-			Tenant: env.tenant.Name, Database: db, Scratch: "custos_drill_" + strings.ReplaceAll(env.tenant.Name, "-", "_"), TempDir: env.dir})
+			Tenant: env.tenant.Name, UID: string(env.tenant.UID), Role: env.tenant.Status.Database.Role, Database: db, TempDir: env.dir})
 		if err != nil {
 			return nil, err
 		}
@@ -379,6 +380,9 @@ func (e *BackupExecutor) snapshot(ctx context.Context, env *taskEnv, sp runner.S
 	if err != nil {
 		return backup.SnapshotResult{}, err
 	}
+	if err := recordedDatabaseThere(ctx, db, env.tenant); err != nil {
+		return backup.SnapshotResult{}, err
+	}
 	return backup.Snapshot(ctx, env.repos[sp.Location], backup.SnapshotInput{
 		Tenant: env.tenant.Name, Slot: sp.Slot, Database: db, TempDir: env.dir, FirstAttempt: sp.Attempt == 1,
 		WriteObjects: func(ctx context.Context, dir string) error {
@@ -452,6 +456,30 @@ func (e *BackupExecutor) eachObject(ctx context.Context, t *custosv1alpha1.Tenan
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// recordedDatabaseThere refuses to dump a database other than the one custos made for the tenant: the database
+// of that name must have the OID recorded in status (one made again, empty, must never be backed up in its place).
+func recordedDatabaseThere(ctx context.Context, db backup.Database, t *custosv1alpha1.Tenant) error {
+	want := t.Status.Database.OID
+	if want == 0 {
+		return nil
+	}
+	srv, err := postgres.Connect(ctx, db.Conn)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = srv.Close(context.WithoutCancel(ctx)) }()
+	oid, ok, err := srv.DatabaseOID(ctx, db.Name)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return fmt.Errorf("database %s (OID %d) is missing: no snapshot is taken", db.Name, want)
+	case int64(oid) != want:
+		return fmt.Errorf("database %s has OID %d, not the recorded %d (it was made again outside custos): no snapshot is taken", db.Name, oid, want)
 	}
 	return nil
 }

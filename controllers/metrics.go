@@ -92,4 +92,5 @@ func forgetTenantMetrics(tenant string) {
 	}
 	metricExpiryDeadline.DeleteLabelValues(tenant)
 	metricDrillSuccess.DeleteLabelValues(tenant)
+	metricDatabaseMissing.DeleteLabelValues(tenant)
 }

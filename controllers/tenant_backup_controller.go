@@ -143,6 +143,7 @@ func (r *TenantBackupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	r.collect(ctx, s)
 	r.plan(s)
 	r.health(s)
+	stopForLostDatabase(s)
 	metricsFromStatus(&t, s)
 	if err := r.patch(ctx, base, &t); err != nil {
 		return ctrl.Result{}, err // nothing submitted or forgotten: the next reconcile records and submits again
@@ -767,7 +768,7 @@ func (r *TenantBackupReconciler) SetupWithManager(mgr ctrl.Manager, concurrency 
 			UpdateFunc: func(e event.UpdateEvent) bool {
 				o, n := e.ObjectOld.(*custosv1alpha1.Tenant), e.ObjectNew.(*custosv1alpha1.Tenant)
 				return o.Generation != n.Generation || o.Status.Phase != n.Status.Phase || (o.Status.Database == nil) != (n.Status.Database == nil) ||
-					disposing(o) != disposing(n)
+					disposing(o) != disposing(n) || databaseLost(o) != databaseLost(n)
 			},
 		})).
 		WatchesRawSource(source.Channel(r.Done, &handler.EnqueueRequestForObject{})).
@@ -787,4 +788,35 @@ func (r *TenantBackupReconciler) SetupWithManager(mgr ctrl.Manager, concurrency 
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Named("tenant-backup").
 		Complete(r)
+}
+
+// stopForLostDatabase holds back, while the tenant's recorded database is missing (see database_missing.go),
+// every task this reconcile would start but the integrity check: no snapshot of an empty stand-in, no copy or
+// drill, and no expiry, so the snapshots of the lost database stay until a person decides. A task already
+// running finishes. BackupsHealthy says so.
+func stopForLostDatabase(s *backupScope) {
+	t := s.tenant
+	if !databaseLost(t) {
+		return
+	}
+	held := map[string]bool{}
+	submit := s.submit[:0]
+	for _, sp := range s.submit {
+		if sp.Kind != string(custosv1alpha1.TaskCheck) {
+			held[sp.TaskKey()] = true
+			continue
+		}
+		submit = append(submit, sp)
+	}
+	s.submit = submit
+	kept := t.Status.Tasks[:0]
+	for _, task := range t.Status.Tasks {
+		if !held[specOf(t, task).TaskKey()] {
+			kept = append(kept, task)
+		}
+	}
+	t.Status.Tasks, t.Status.NextBackup = kept, nil
+	meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: custosv1alpha1.ConditionBackupsHealthy, Status: metav1.ConditionFalse,
+		Reason: custosv1alpha1.ReasonDatabaseMissing, ObservedGeneration: t.Generation,
+		Message: "the tenant's database is missing (see DatabaseReady): no snapshot is taken and none expires until a person accepts the loss"})
 }

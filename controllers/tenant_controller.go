@@ -88,6 +88,10 @@ type tenantScope struct {
 	// db is an administrative session on server, and dbConfig how it was reached.
 	db       *postgres.Server
 	dbConfig postgres.ConnConfig
+	// missing says why the tenant's recorded database is not there (see database_missing.go); "" when it is.
+	missing string
+	// owner is the tenant as ownership is decided on the server (recorded OIDs, see postgres.Owner).
+	owner postgres.Owner
 	// requeue is the earliest requested requeue (0: none).
 	requeue time.Duration
 }
@@ -456,14 +460,28 @@ func (r *TenantReconciler) checkDatabaseOwnership(ctx context.Context, s *tenant
 		}
 		return r.dbFail(s, reason, fmt.Sprintf("cannot reach DatabaseServer %q (%s:%d): %s", s.server.Name, cfg.Host, cfg.Port, err))
 	}
-	if err := srv.CheckOwnership(cctx, t.DatabaseName(), postgres.Owner{Tenant: t.Name, UID: string(t.UID)}); err != nil {
+	name := t.DatabaseName()
+	if t.Status.Database == nil && strings.HasPrefix(name, postgres.ReservedPrefix) {
+		return r.dbFail(s, custosv1alpha1.ReasonDatabaseNameReserved, fmt.Sprintf(
+			"database name %s starts with %s, which custos keeps for its own databases and roles (restore-drill scratch databases): nothing was created — set spec.database.name to another name in a new Tenant", name, postgres.ReservedPrefix))
+	}
+	owner := recordedOwner(t)
+	missing, err := findMissing(cctx, srv, t, s.server.Name)
+	if err != nil {
+		return r.dbFail(s, "ProvisioningFailed", err.Error())
+	}
+	if missing != "" && lossAccepted(t) {
+		// The person decided: the lost database is forgotten, and a new one is made (and adopted by its comment).
+		missing, owner.DatabaseOID = "", 0
+	}
+	if err := srv.CheckOwnership(cctx, name, owner); err != nil && missing == "" {
 		if errors.Is(err, postgres.ErrNotOwned) {
 			return r.dbFail(s, custosv1alpha1.ReasonDatabaseNotOwned, fmt.Sprintf(
 				"%s on DatabaseServer %q: custos never adopts a database or role it did not create for this tenant; nothing was created — set spec.database.name to another name in a new Tenant", err, s.server.Name))
 		}
 		return r.dbFail(s, "ProvisioningFailed", err.Error())
 	}
-	s.db, s.dbConfig = srv, cfg
+	s.db, s.dbConfig, s.missing, s.owner = srv, cfg, missing, owner
 	return nil
 }
 
@@ -471,6 +489,9 @@ func (r *TenantReconciler) checkDatabaseOwnership(ctx context.Context, s *tenant
 // manager's namespace, rotates it when asked, and writes the credentials Secret into each tenant namespace.
 func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) error {
 	t := s.tenant
+	if s.missing != "" {
+		return r.reportMissing(ctx, s, s.missing)
+	}
 	now := r.Clock.Now()
 	if at := t.Spec.Database.RotatePasswordAt; at != nil && at.After(now) {
 		s.requeueAfter(at.Sub(now))
@@ -484,16 +505,29 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 		return err
 	}
 
+	accepting := lossAccepted(t) && s.owner.DatabaseOID == 0
+
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	name := t.DatabaseName()
 	last, seen := r.inDatabaseChecked.Load(t.UID)
 	inDB := !seen || last.(inDatabaseCheck).generation != t.Generation || now.Sub(last.(inDatabaseCheck).at) >= r.Resync
+	if accepting {
+		r.acceptLoss(ctx, s)
+	}
 	res, err := s.db.EnsureTenant(cctx, postgres.TenantDatabase{
-		Owner: postgres.Owner{Tenant: t.Name, UID: string(t.UID)}, Name: name,
+		Owner: s.owner, Name: name,
 		ConnectionLimit: int(t.Spec.Database.ConnectionLimit), Extensions: t.Spec.Database.Extensions,
 		Password: master.password, ResetPassword: !master.applied, InDatabase: inDB,
 	})
+	if errors.Is(err, postgres.ErrDatabaseMissing) {
+		// Gone between the check and now: the same loss.
+		msg, ferr := findMissing(cctx, s.db, t, s.server.Name)
+		if ferr != nil || msg == "" {
+			msg = err.Error()
+		}
+		return r.reportMissing(ctx, s, msg)
+	}
 	if errors.Is(err, postgres.ErrNotOwned) {
 		return r.dbFail(s, custosv1alpha1.ReasonDatabaseNotOwned, fmt.Sprintf(
 			"%s on DatabaseServer %q: custos never adopts a database or role it did not create for this tenant", err, s.server.Name))
@@ -533,6 +567,8 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 		t.Status.Database = &custosv1alpha1.DatabaseStatus{}
 	}
 	t.Status.Database.Server, t.Status.Database.Name, t.Status.Database.Role, t.Status.Database.OID = s.server.Name, name, name, int64(res.OID)
+	t.Status.Database.RoleOID = int64(res.RoleOID)
+	metricDatabaseMissing.WithLabelValues(t.Name).Set(0)
 	if res.PasswordSet || t.Status.Database.PasswordRotatedAt == nil {
 		at := metav1.NewTime(now)
 		t.Status.Database.PasswordRotatedAt = &at
@@ -660,7 +696,8 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) e
 	// them would reconcile each new tenant a dozen times for nothing.
 	drift := builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&custosv1alpha1.Tenant{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, exitCancelled))).
+		For(&custosv1alpha1.Tenant{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{},
+			predicate.AnnotationChangedPredicate{}, exitCancelled))).
 		Watches(&corev1.Namespace{}, byLabel, drift).
 		Watches(&corev1.ResourceQuota{}, byLabel, drift).
 		Watches(&corev1.LimitRange{}, byLabel, drift).

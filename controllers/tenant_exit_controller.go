@@ -570,9 +570,9 @@ func (r *TenantExitReconciler) server(ctx context.Context, t *custosv1alpha1.Ten
 	return db, &srv, nil
 }
 
-func owner(t *custosv1alpha1.Tenant) postgres.Owner {
-	return postgres.Owner{Tenant: t.Name, UID: string(t.UID)}
-}
+// owner is the tenant as ownership is decided on the server: by the OIDs recorded at provisioning, which the
+// tenant cannot change (see postgres.Owner).
+func owner(t *custosv1alpha1.Tenant) postgres.Owner { return recordedOwner(t) }
 
 func (r *TenantExitReconciler) stillSuspended(ctx context.Context, t *custosv1alpha1.Tenant) (bool, error) {
 	if t.Status.Database == nil {

@@ -39,6 +39,11 @@ const (
 	ReasonSecretMissing        = "SecretMissing"
 	ReasonNamespaceNotOwned    = "NamespaceNotOwned"
 	ReasonDatabaseNotOwned     = "DatabaseNotOwned"
+	// ReasonDatabaseMissing (DatabaseReady): the tenant's database, whose OID is recorded, is gone. custos does not
+	// make it again, takes no new snapshot and expires none until a person sets AnnotationAcceptDatabaseLoss.
+	ReasonDatabaseMissing = "DatabaseMissing"
+	// ReasonDatabaseNameReserved (DatabaseReady): the database name starts with a prefix custos keeps for itself.
+	ReasonDatabaseNameReserved = "DatabaseNameReserved"
 	ReasonLegalHoldActive      = "LegalHoldActive"
 	ReasonLegalHoldExpired     = "LegalHoldExpired"
 )
@@ -47,6 +52,11 @@ const (
 const (
 	// LabelTenant marks every object custos creates for a tenant with the tenant's name.
 	LabelTenant = "custos.io/tenant"
+	// AnnotationAcceptDatabaseLoss on a Tenant whose database is missing (reason DatabaseMissing) is how a person
+	// decides: its value is the OID of the lost database (status.database.oid). custos then makes a new, empty
+	// database, records its OID, and backups and expiry resume; until then the snapshots are kept whatever the
+	// retention window says. A value naming another OID does nothing.
+	AnnotationAcceptDatabaseLoss = "custos.io/accept-database-loss"
 	// LabelManagedBy is the standard managed-by label; its value is "custos".
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 )

@@ -177,11 +177,13 @@ type TenantDatabase struct {
 	ServerRef ObjectReference `json:"serverRef"`
 
 	// name of the database and of its owning role. Defaults to "tenant_" followed by the tenant name with dashes
-	// turned into underscores. custos never adopts a database or role it did not create for this tenant.
+	// turned into underscores. custos never adopts a database or role it did not create for this tenant. Names
+	// starting with pg_ or custos_ are reserved.
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z_][a-z0-9_]*$`
 	// +kubebuilder:validation:XValidation:rule="!self.startsWith('pg_')",message="database.name must not start with pg_ (reserved by PostgreSQL)"
 	// +kubebuilder:validation:XValidation:rule="!(self in ['postgres', 'template0', 'template1'])",message="database.name must not be a PostgreSQL system database"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('custos_')",message="database.name must not start with custos_ (reserved for custos' own databases and roles, such as restore-drill scratch databases)"
 	// +optional
 	Name string `json:"name,omitempty"`
 
@@ -368,6 +370,11 @@ type DatabaseStatus struct {
 	// would have another OID).
 	// +optional
 	OID int64 `json:"oid,omitempty"`
+	// roleOID is the OID of the role. Once the OIDs are recorded, custos decides that the database and role of
+	// that name are the tenant's by these OIDs alone, facts the tenant cannot change (the COMMENT custos writes on
+	// both, which the tenant can change on its database, only decides the first adoption).
+	// +optional
+	RoleOID int64 `json:"roleOID,omitempty"`
 	// passwordRotatedAt is when the role's password was last set.
 	// +optional
 	PasswordRotatedAt *metav1.Time `json:"passwordRotatedAt,omitempty"`

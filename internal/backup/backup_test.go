@@ -31,20 +31,25 @@ func dirSize(dir string) int64 {
 	return n
 }
 
-// clinicDB creates database name with two tables of data, one of them with awkward values and a name that needs
-// quoting, and an empty one.
+// clinicDB creates database name, owned by a role of the same name as a tenant's is, with two tables of data,
+// one of them with awkward values and a name that needs quoting, and an empty one.
 func clinicDB(ctx context.Context, name string) backup.Database {
 	conn, err := admin().ConnectDB(ctx, "")
 	Expect(err).NotTo(HaveOccurred())
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name))
-	Expect(err).NotTo(HaveOccurred())
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
-	Expect(err).NotTo(HaveOccurred())
+	for _, stmt := range []string{
+		fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name), "DROP ROLE IF EXISTS " + name,
+		"CREATE ROLE " + name + " NOLOGIN", "CREATE DATABASE " + name + " OWNER " + name,
+	} {
+		_, err = conn.Exec(ctx, stmt)
+		Expect(err).NotTo(HaveOccurred(), stmt)
+	}
 	db, err := admin().ConnectDB(ctx, name)
 	Expect(err).NotTo(HaveOccurred())
 	defer db.Close(ctx)
 	for _, stmt := range []string{
+		"SET ROLE " + name,
+		"SET search_path = public", // the administrator's sessions start with only pg_catalog on the path
 		`CREATE TABLE patients (id int PRIMARY KEY, name text, born date, notes text)`,
 		`INSERT INTO patients SELECT g, 'patient ' || g, date '1950-01-01' + g, repeat('x', g % 200) FROM generate_series(1, 20000) g`,
 		`CREATE TABLE "Visit log" (id serial, "when" timestamptz, memo text, payload bytea)`,
@@ -155,7 +160,7 @@ var _ = Describe("Backups of a tenant", Ordered, func() {
 	})
 
 	It("restores the newest snapshot into a scratch database with the recorded rows, and drops it", func(ctx SpecContext) {
-		res, err := backup.Drill(ctx, primary, backup.DrillInput{Tenant: tenant, Database: db, Scratch: "custos_drill_clinic_a", TempDir: tmp})
+		res, err := backup.Drill(ctx, primary, backup.DrillInput{Tenant: tenant, UID: "uid-a", Role: db.Name, Database: db, TempDir: tmp})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.Differences).To(BeEmpty())
 		Expect(res.Tables).To(Equal(3))
@@ -206,7 +211,7 @@ var _ = Describe("Backups of a tenant", Ordered, func() {
 			Expect(err).NotTo(HaveOccurred())
 		}
 		drill := func(ctx context.Context, tenant string) (backup.DrillResult, error) {
-			return backup.Drill(ctx, repo, backup.DrillInput{Tenant: tenant, Database: db, Scratch: "custos_drill_" + tenant, TempDir: tmp})
+			return backup.Drill(ctx, repo, backup.DrillInput{Tenant: tenant, UID: "uid-" + tenant, Role: db.Name, Database: db, TempDir: tmp})
 		}
 
 		It("drills a snapshot of the older layout: figures in tables.json, rows hashed with SHA-256, no trailer", func(ctx SpecContext) {
@@ -270,7 +275,7 @@ var _ = Describe("Backups of a tenant", Ordered, func() {
 				// Different data each day would be realistic; a changed row is enough to give the prune work.
 				conn, err := admin().ConnectDB(ctx, db.Name)
 				Expect(err).NotTo(HaveOccurred())
-				_, err = conn.Exec(ctx, "UPDATE patients SET notes = md5(random()::text) WHERE id % 3 = 0")
+				_, err = conn.Exec(ctx, "UPDATE public.patients SET notes = md5(random()::text) WHERE id % 3 = 0")
 				Expect(err).NotTo(HaveOccurred())
 				conn.Close(ctx)
 			}

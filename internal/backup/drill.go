@@ -11,18 +11,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/custos-io/custos/internal/pgdump"
+	"github.com/custos-io/custos/internal/postgres"
 	"github.com/custos-io/custos/internal/restic"
 )
 
 // DrillInput is a restore drill of a tenant.
 type DrillInput struct {
 	Tenant string
-	// Database reaches the server; the dump is restored into Scratch there, which is dropped afterwards.
+	// UID of the tenant: the scratch database and role are marked with it (postgres.DrillMarker).
+	UID string
+	// Role is the tenant's database role. The scratch role is made a member of it, so that the dump's OWNER TO
+	// and GRANT statements replay, and gets no other right.
+	Role string
+	// Database reaches the server as its administrator; the dump is restored into a scratch database there
+	// (postgres.DrillName), by a scratch role, and both are dropped afterwards.
 	Database Database
-	Scratch  string
 	TempDir  string
 }
 
@@ -71,32 +75,20 @@ func Drill(ctx context.Context, repo restic.Repository, in DrillInput) (DrillRes
 		return DrillResult{}, fmt.Errorf("reading the recorded row counts: %w", err)
 	}
 
-	admin, err := in.Database.Conn.ConnectDB(ctx, "")
+	admin, err := postgres.Connect(ctx, in.Database.Conn)
 	if err != nil {
 		return DrillResult{}, err
 	}
 	defer func() { _ = admin.Close(context.WithoutCancel(ctx)) }()
-	scratch := pgx.Identifier{in.Scratch}.Sanitize()
-	drop := func(ctx context.Context) error {
-		_, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+scratch+" WITH (FORCE)")
-		return err
-	}
-	if err := drop(ctx); err != nil {
-		return DrillResult{}, fmt.Errorf("dropping an old scratch database: %w", err)
-	}
-	for _, stmt := range []string{
-		"CREATE DATABASE " + scratch,
-		"REVOKE ALL ON DATABASE " + scratch + " FROM PUBLIC",
-		"COMMENT ON DATABASE " + scratch + " IS " + quote("custos.io/drill="+in.Tenant),
-	} {
-		if _, err := admin.Exec(ctx, stmt); err != nil {
-			return DrillResult{}, fmt.Errorf("creating the scratch database: %w", err)
-		}
+	name, marker := postgres.DrillName(in.Tenant), postgres.DrillMarker(in.Tenant, in.UID)
+	scratch, err := admin.CreateScratch(ctx, name, marker, in.Role)
+	if err != nil {
+		return DrillResult{}, fmt.Errorf("preparing the scratch database: %w", err)
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		_ = drop(dctx)
+		_ = admin.DropScratch(dctx, name, marker, scratch.OID)
 	}()
 
 	var alg pgdump.Algorithm
@@ -109,7 +101,7 @@ func Drill(ctx context.Context, repo restic.Repository, in DrillInput) (DrillRes
 		return DrillResult{}, fmt.Errorf("reading the recorded checksums: %w", err)
 	}
 	start := time.Now()
-	restored, last, err := restore(ctx, repo, db.ID, alg, in)
+	restored, last, err := restore(ctx, repo, db.ID, alg, in, scratch)
 	if err != nil {
 		return DrillResult{}, err
 	}
@@ -127,7 +119,9 @@ func Drill(ctx context.Context, repo restic.Repository, in DrillInput) (DrillRes
 	res := DrillResult{Snapshot: db.ID, Taken: db.Time, Tables: len(recorded.Tables)}
 	res.Differences = pgdump.Compare(*recorded, restored)
 
-	conn, err := in.Database.Conn.ConnectDB(ctx, in.Scratch)
+	// Counted as the scratch role too: a row-level security policy calling the tenant's function runs with its
+	// rights, not the administrator's.
+	conn, err := scratch.Conn.ConnectDB(ctx, scratch.Name)
 	if err != nil {
 		return res, err
 	}
@@ -148,22 +142,23 @@ func Drill(ctx context.Context, repo restic.Repository, in DrillInput) (DrillRes
 	return res, nil
 }
 
-// restore streams the dump out of the repository, through the filter (hashing rows with alg), into psql. It
-// returns the restored stream's figures and its last line (the trailer, in snapshots that have one).
-func restore(ctx context.Context, repo restic.Repository, id string, alg pgdump.Algorithm, in DrillInput) (pgdump.Stats, []byte, error) {
+// restore streams the dump out of the repository, through the filter (hashing rows with alg), into psql, which
+// connects as the scratch role (never as the administrator) with search_path pinned to the catalog. It returns
+// the restored stream's figures and its last line (the trailer, in snapshots that have one).
+func restore(ctx context.Context, repo restic.Repository, id string, alg pgdump.Algorithm, in DrillInput, scratch postgres.Scratch) (pgdump.Stats, []byte, error) {
 	dir, err := os.MkdirTemp(in.TempDir, "drill-")
 	if err != nil {
 		return pgdump.Stats{}, nil, err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	env, err := in.Database.env(in.Scratch, dir)
+	env, err := scratch.Conn.LibpqEnv(scratch.Name, "custos-drill", dir)
 	if err != nil {
 		return pgdump.Stats{}, nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	psql := exec.CommandContext(ctx, in.Database.Psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-f", "-")
-	psql.Env = append(os.Environ(), env...)
+	psql.Env = append(environWithoutPG(), env...)
 	var psqlErr bytes.Buffer
 	psql.Stderr = &psqlErr
 	psql.Stdout = io.Discard
@@ -192,12 +187,15 @@ func restore(ctx context.Context, repo restic.Repository, id string, alg pgdump.
 	derr := <-dumpErr
 	werr := psql.Wait()
 	switch {
-	case derr != nil:
+	case derr != nil && ferr == nil:
 		return stats, nil, fmt.Errorf("reading the dump from the repository: %w", derr)
 	case werr != nil:
+		// psql stopping makes the filter fail to write and the dump be cancelled: its own error says why.
 		return stats, nil, fmt.Errorf("restoring the dump: psql: %v: %s", werr, strings.TrimSpace(lastLines(psqlErr.String(), 5)))
 	case ferr != nil:
 		return stats, nil, fmt.Errorf("restoring the dump: %w", ferr)
+	case derr != nil:
+		return stats, nil, fmt.Errorf("reading the dump from the repository: %w", derr)
 	}
 	return stats, last.Line(), nil
 }
@@ -210,4 +208,14 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+// environWithoutPG is the process environment without libpq's variables, so that nothing but LibpqEnv decides
+// where psql connects, as whom and with which options.
+func environWithoutPG() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

@@ -131,7 +131,8 @@ func createDatabase(ctx context.Context, name, sql string) {
 	db, err := admin().ConnectDB(ctx, name)
 	Expect(err).NotTo(HaveOccurred())
 	defer db.Close(ctx)
-	_, err = db.Exec(ctx, sql)
+	// The administrator's sessions start with only pg_catalog on the search path; the fixtures live in public.
+	_, err = db.Exec(ctx, "SET search_path = public;\n"+sql)
 	Expect(err).NotTo(HaveOccurred())
 }
 

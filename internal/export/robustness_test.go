@@ -135,7 +135,7 @@ CREATE TABLE b_small (id int PRIMARY KEY); INSERT INTO b_small VALUES (1), (2);`
 		defer export.SetChunkHook(func(name string) {
 			if strings.HasSuffix(name, "/public.a_big.csv") {
 				once.Do(func() {
-					_, hookErr = other.Exec(ctx, "INSERT INTO b_small VALUES (3); DELETE FROM b_small WHERE id = 1; CREATE TABLE c_late (x int)")
+					_, hookErr = other.Exec(ctx, "INSERT INTO public.b_small VALUES (3); DELETE FROM public.b_small WHERE id = 1; CREATE TABLE public.c_late (x int)")
 				})
 			}
 		})()

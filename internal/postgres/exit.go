@@ -18,14 +18,15 @@ type SuspendResult struct {
 // Suspend stops a tenant from reaching its database without destroying anything: its role loses LOGIN, and every
 // session of the role, or in the tenant's database, is ended. It verifies both before returning. A role or
 // database that belongs to someone else is refused (ErrNotOwned); one that does not exist is already suspended.
+// Ownership is decided by the OIDs recorded in owner (see Owner), so a tenant that changes its database's comment
+// cannot keep its LOGIN.
 func (s *Server) Suspend(ctx context.Context, name string, owner Owner) (SuspendResult, error) {
 	var res SuspendResult
-	if err := s.CheckOwnership(ctx, name, owner); err != nil {
+	role, _, err := s.owned(ctx, name, owner)
+	if err != nil {
 		return res, err
 	}
-	if _, exists, err := s.roleComment(ctx, name); err != nil {
-		return res, err
-	} else if exists {
+	if role.exists {
 		if _, err := s.conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{name}.Sanitize()+" NOLOGIN"); err != nil {
 			return res, fmt.Errorf("revoking LOGIN from %s: %w", name, err)
 		}
@@ -34,8 +35,8 @@ func (s *Server) Suspend(ctx context.Context, name string, owner Owner) (Suspend
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var n int
-		err := s.conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE (usename = $1 OR datname = $1) AND pid <> pg_backend_pid()`, name).Scan(&n)
+		err := s.conn.QueryRow(ctx, `SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity
+			WHERE (usename = $1 OR datname = $1) AND pid <> pg_catalog.pg_backend_pid()`, name).Scan(&n)
 		if err != nil {
 			return res, fmt.Errorf("ending the sessions of %s: %w", name, err)
 		}
@@ -53,7 +54,7 @@ func (s *Server) Suspend(ctx context.Context, name string, owner Owner) (Suspend
 		}
 	}
 	var canLogin bool
-	err := s.conn.QueryRow(ctx, "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", name).Scan(&canLogin)
+	err = s.conn.QueryRow(ctx, "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", name).Scan(&canLogin)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return res, err
 	}
@@ -66,12 +67,12 @@ func (s *Server) Suspend(ctx context.Context, name string, owner Owner) (Suspend
 // Suspended reports whether the role cannot log in and no session of it is open.
 func (s *Server) Suspended(ctx context.Context, name string) (bool, error) {
 	var canLogin bool
-	err := s.conn.QueryRow(ctx, "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", name).Scan(&canLogin)
+	err := s.conn.QueryRow(ctx, "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1", name).Scan(&canLogin)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return false, err
 	}
 	var n int
-	if err := s.conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 OR datname = $1", name).Scan(&n); err != nil {
+	if err := s.conn.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = $1 OR datname = $1", name).Scan(&n); err != nil {
 		return false, err
 	}
 	return !canLogin && n == 0, nil
@@ -92,7 +93,12 @@ type DropResult struct {
 // database or role that does not belong to owner (ErrNotOwned). Running it again after success finds nothing and
 // reports nothing dropped. knownOID is the OID recorded when the database was made (0 when unknown): it is
 // checked too, so that a retry after a drop whose outcome was not recorded still verifies the right database.
+// Ownership is decided by the OIDs recorded in owner (knownOID counts as owner.DatabaseOID when that is 0).
 func (s *Server) DropTenant(ctx context.Context, name string, owner Owner, knownOID uint32) (DropResult, error) {
+	if owner.DatabaseOID == 0 {
+		owner.DatabaseOID = knownOID
+	}
+	knownOID = owner.DatabaseOID
 	res := DropResult{OID: knownOID}
 	if err := s.CheckOwnership(ctx, name, owner); err != nil {
 		return res, err
@@ -118,22 +124,22 @@ func (s *Server) DropTenant(ctx context.Context, name string, owner Owner, known
 		}
 		res.DatabaseDropped = true
 	}
-	if _, roleExists, err := s.roleComment(ctx, name); err != nil {
+	if role, err := s.roleInfo(ctx, name); err != nil {
 		return res, err
-	} else if roleExists {
+	} else if role.exists {
 		if _, err := s.conn.Exec(ctx, "DROP ROLE IF EXISTS "+id); err != nil {
 			return res, fmt.Errorf("dropping role %s: %w", name, err)
 		}
 		res.RoleDropped = true
 	}
 	var n int
-	if err := s.conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1 OR ($2::oid <> 0 AND oid = $2::oid)", name, oid).Scan(&n); err != nil {
+	if err := s.conn.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_database WHERE datname = $1 OR ($2::pg_catalog.oid <> 0 AND oid = $2::pg_catalog.oid)", name, oid).Scan(&n); err != nil {
 		return res, fmt.Errorf("verifying database %s is gone: %w", name, err)
 	}
 	if n != 0 {
 		return res, fmt.Errorf("database %s (OID %d) still in pg_database after DROP", name, oid)
 	}
-	if err := s.conn.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", name).Scan(&n); err != nil {
+	if err := s.conn.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = $1", name).Scan(&n); err != nil {
 		return res, fmt.Errorf("verifying role %s is gone: %w", name, err)
 	}
 	if n != 0 {

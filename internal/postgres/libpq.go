@@ -4,12 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // LibpqEnv is the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE,
-// PGCONNECT_TIMEOUT, PGAPPNAME) with which a client program such as pg_dump or psql reaches database db as c's
+// PGCONNECT_TIMEOUT, PGAPPNAME, and PGOPTIONS pinning search_path to the catalog as ConnConfig.URL does) with which a client program such as pg_dump or psql reaches database db as c's
 // user. appName is the application_name the server shows. When c has a CA bundle it is written to dir/ca.crt
 // (mode 0600) and named by PGSSLROOTCERT; dir must then exist and should be private to the caller.
 //
@@ -23,6 +24,7 @@ func (c ConnConfig) LibpqEnv(db, appName, dir string) ([]string, error) {
 	env := []string{
 		"PGHOST=" + c.Host, "PGPORT=" + strconv.Itoa(port), "PGUSER=" + c.User, "PGPASSWORD=" + c.Password,
 		"PGDATABASE=" + db, "PGSSLMODE=" + c.SSLMode, "PGCONNECT_TIMEOUT=10", "PGAPPNAME=" + appName,
+		"PGOPTIONS=-c search_path=" + strings.ReplaceAll(AdminSearchPath, " ", ""),
 	}
 	if len(c.CAPEM) > 0 {
 		ca := filepath.Join(dir, "ca.crt")

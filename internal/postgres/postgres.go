@@ -38,10 +38,19 @@ func (c ConnConfig) URL(db string) string {
 	q := url.Values{}
 	q.Set("sslmode", c.SSLMode)
 	q.Set("connect_timeout", "10")
+	// Every administrative session, in the maintenance database or in a tenant's, starts with only the catalog on
+	// its search path: a tenant owns its database and can give it a search_path (ALTER DATABASE … SET) that puts
+	// its own objects before pg_catalog, so that an unqualified name read by the administrator runs the tenant's
+	// code with the administrator's rights. A parameter of the connection request outranks the database's and the
+	// role's defaults. pg_temp is named last so that it is not searched first.
+	q.Set("search_path", AdminSearchPath)
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(c.User, c.Password),
 		Host: net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), Path: "/" + db, RawQuery: q.Encode()}
 	return u.String()
 }
+
+// AdminSearchPath is the search_path of every session custos opens as a server's administrator.
+const AdminSearchPath = "pg_catalog, pg_temp"
 
 // FailureReason classifies a connection error for a condition reason: Unreachable, AuthenticationFailed or
 // TLSFailed; "" when err is something else. It looks at the error types first; the text fallback only matches
@@ -185,17 +194,111 @@ func (s *Server) Version(ctx context.Context) (string, error) {
 	return v, err
 }
 
-// Owner identifies the tenant a database and role belong to. custos writes it as the COMMENT of both, and refuses
-// to touch a database or role whose comment names another owner or none.
+// Owner identifies the tenant a database and role belong to. custos writes the first two as the COMMENT of both,
+// and records the OIDs the server gave them when they were made.
+//
+// Ownership rests on facts the tenant cannot change. The tenant owns its database and can COMMENT ON it, so the
+// comment only decides the first adoption (nothing recorded yet). Once DatabaseOID or RoleOID is recorded, that
+// object is the tenant's exactly when the object of that name has that OID; the comment is then ignored (and
+// written back when the tenant changed it).
 type Owner struct {
 	Tenant string
 	UID    string
+	// DatabaseOID and RoleOID are the OIDs recorded when the database and role were made (0: not recorded yet).
+	DatabaseOID, RoleOID uint32
 }
 
 func (o Owner) comment() string { return fmt.Sprintf("custos.io/tenant=%s uid=%s", o.Tenant, o.UID) }
 
 // ErrNotOwned says a database or role of the wanted name exists and does not belong to the tenant.
 var ErrNotOwned = errors.New("exists and does not belong to this tenant")
+
+// ErrDatabaseMissing says the tenant's database, whose OID was recorded, is gone. custos never makes it again on
+// its own: an empty database of the same name would be backed up in place of the lost one.
+var ErrDatabaseMissing = errors.New("is missing")
+
+// roleInfo and dbInfo are what ownership is decided on.
+type roleInfo struct {
+	exists  bool
+	oid     uint32
+	comment string
+}
+
+type dbInfo struct {
+	exists  bool
+	oid     uint32
+	comment string
+	owner   string
+}
+
+func (s *Server) roleInfo(ctx context.Context, name string) (roleInfo, error) {
+	var r roleInfo
+	var c *string
+	err := s.conn.QueryRow(ctx, `SELECT oid, pg_catalog.shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles WHERE rolname = $1`, name).Scan(&r.oid, &c)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("reading role %s: %w", name, err)
+	}
+	r.exists = true
+	if c != nil {
+		r.comment = *c
+	}
+	return r, nil
+}
+
+func (s *Server) dbInfo(ctx context.Context, name string) (dbInfo, error) {
+	var d dbInfo
+	var c *string
+	err := s.conn.QueryRow(ctx, `SELECT oid, pg_catalog.shobj_description(oid, 'pg_database'), pg_catalog.pg_get_userbyid(datdba)
+		FROM pg_catalog.pg_database WHERE datname = $1`, name).Scan(&d.oid, &c, &d.owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, nil
+	}
+	if err != nil {
+		return d, fmt.Errorf("reading database %s: %w", name, err)
+	}
+	d.exists = true
+	if c != nil {
+		d.comment = *c
+	}
+	return d, nil
+}
+
+// owned reads the role and database named name and decides whether each, when it exists, is owner's (see Owner).
+func (s *Server) owned(ctx context.Context, name string, owner Owner) (roleInfo, dbInfo, error) {
+	comment := owner.comment()
+	role, err := s.roleInfo(ctx, name)
+	if err != nil {
+		return role, dbInfo{}, err
+	}
+	switch {
+	case !role.exists:
+	case owner.RoleOID != 0 && role.oid != owner.RoleOID:
+		return role, dbInfo{}, fmt.Errorf("role %s %w: it has OID %d, not the OID %d recorded for this tenant (it was made again outside custos)", name, ErrNotOwned, role.oid, owner.RoleOID)
+	case owner.RoleOID == 0 && role.comment != comment:
+		return role, dbInfo{}, fmt.Errorf("role %s %w (its comment is %q)", name, ErrNotOwned, role.comment)
+	}
+	db, err := s.dbInfo(ctx, name)
+	if err != nil {
+		return role, db, err
+	}
+	switch {
+	case !db.exists:
+	case owner.DatabaseOID != 0 && db.oid != owner.DatabaseOID:
+		return role, db, fmt.Errorf("database %s %w: it has OID %d, not the OID %d recorded for this tenant (it was made again outside custos)", name, ErrNotOwned, db.oid, owner.DatabaseOID)
+	case owner.DatabaseOID != 0:
+		// The recorded OID decides; the comment, which the tenant can change, does not.
+	case db.comment == comment:
+	case db.comment == "" && role.exists && db.owner == name:
+		// CREATE DATABASE cannot share a transaction with its COMMENT: a crash between the two leaves the
+		// database without comment. It is still ours when its owner is the tenant's own (commented) role.
+	default:
+		return role, db, fmt.Errorf("database %s %w (its comment is %q)", name, ErrNotOwned, db.comment)
+	}
+	return role, db, nil
+}
 
 // TenantDatabase is what EnsureTenant wants.
 type TenantDatabase struct {
@@ -214,30 +317,17 @@ type TenantDatabase struct {
 }
 
 // CheckOwnership reads, without changing anything, whether a role or database named name exists that does not
-// belong to owner (ErrNotOwned). Callers run it before creating anything else for a tenant, so that a refused
-// name leaves nothing half-made.
+// belong to owner (ErrNotOwned; see Owner for how that is decided). Callers run it before creating anything else
+// for a tenant, so that a refused name leaves nothing half-made.
 func (s *Server) CheckOwnership(ctx context.Context, name string, owner Owner) error {
-	comment := owner.comment()
-	roleComment, roleExists, err := s.roleComment(ctx, name)
-	if err != nil {
-		return err
-	}
-	if roleExists && roleComment != comment {
-		return fmt.Errorf("role %s %w (its comment is %q)", name, ErrNotOwned, roleComment)
-	}
-	dbComment, dbOwner, dbExists, err := s.databaseComment(ctx, name)
-	if err != nil {
-		return err
-	}
-	if dbExists && dbComment != comment && !(dbComment == "" && roleExists && dbOwner == name) {
-		return fmt.Errorf("database %s %w (its comment is %q)", name, ErrNotOwned, dbComment)
-	}
-	return nil
+	_, _, err := s.owned(ctx, name, owner)
+	return err
 }
 
 // EnsureResult reports what EnsureTenant found and did.
 type EnsureResult struct {
 	OID         uint32
+	RoleOID     uint32
 	CreatedRole bool
 	CreatedDB   bool
 	PasswordSet bool
@@ -254,27 +344,20 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 	id := pgx.Identifier{want.Name}.Sanitize()
 	comment := want.Owner.comment()
 
-	roleComment, roleExists, err := s.roleComment(ctx, want.Name)
+	role, db, err := s.owned(ctx, want.Name, want.Owner)
 	if err != nil {
 		return res, err
 	}
-	if roleExists && roleComment != comment {
-		return res, fmt.Errorf("role %s %w (its comment is %q)", want.Name, ErrNotOwned, roleComment)
+	roleExists, dbExists := role.exists, db.exists
+	if !dbExists && want.Owner.DatabaseOID != 0 {
+		return res, fmt.Errorf("database %s (OID %d) %w", want.Name, want.Owner.DatabaseOID, ErrDatabaseMissing)
 	}
-	dbComment, dbOwner, dbExists, err := s.databaseComment(ctx, want.Name)
-	if err != nil {
-		return res, err
-	}
-	if dbExists && dbComment == "" && roleExists && dbOwner == want.Name {
-		// CREATE DATABASE cannot share a transaction with its COMMENT: a crash between the two leaves the
-		// database without comment. It is still ours when its owner is the tenant's own (commented) role.
+	if dbExists && db.comment != comment {
+		// Ours (decided above) with another comment: one lost to a crash right after CREATE DATABASE, or one the
+		// tenant changed. Written back; it no longer decides anything once the OID is recorded.
 		if _, err := s.conn.Exec(ctx, fmt.Sprintf("COMMENT ON DATABASE %s IS %s", id, quoteLiteral(comment))); err != nil {
 			return res, fmt.Errorf("marking database %s: %w", want.Name, err)
 		}
-		dbComment = comment
-	}
-	if dbExists && dbComment != comment {
-		return res, fmt.Errorf("database %s %w (its comment is %q)", want.Name, ErrNotOwned, dbComment)
 	}
 	verifier := ""
 	if !roleExists || want.ResetPassword {
@@ -301,7 +384,7 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 		var super, createdb, createrole, replication, bypassrls, login bool
 		var limit int
 		if err := s.conn.QueryRow(ctx, `SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin, rolconnlimit
-			FROM pg_roles WHERE rolname = $1`, want.Name).Scan(&super, &createdb, &createrole, &replication, &bypassrls, &login, &limit); err != nil {
+			FROM pg_catalog.pg_roles WHERE rolname = $1`, want.Name).Scan(&super, &createdb, &createrole, &replication, &bypassrls, &login, &limit); err != nil {
 			return res, fmt.Errorf("reading role %s: %w", want.Name, err)
 		}
 		var attrs []string
@@ -343,9 +426,9 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 	// Owned by the tenant's role and closed to PUBLIC (no access entry for grantee 0; a NULL acl means the
 	// defaults, which give PUBLIC CONNECT and TEMPORARY). Corrected only when it differs.
 	var isolated bool
-	if err := s.conn.QueryRow(ctx, `SELECT pg_get_userbyid(datdba) = $1 AND datacl IS NOT NULL
-		AND NOT EXISTS (SELECT 1 FROM aclexplode(datacl) a WHERE a.grantee = 0)
-		FROM pg_database WHERE datname = $1`, want.Name).Scan(&isolated); err != nil {
+	if err := s.conn.QueryRow(ctx, `SELECT pg_catalog.pg_get_userbyid(datdba) = $1 AND datacl IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(datacl) a WHERE a.grantee = 0)
+		FROM pg_catalog.pg_database WHERE datname = $1`, want.Name).Scan(&isolated); err != nil {
 		return res, fmt.Errorf("reading the owner and access list of database %s: %w", want.Name, err)
 	}
 	if !isolated {
@@ -358,8 +441,11 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 		}
 		res.Isolated = true
 	}
-	if err := s.conn.QueryRow(ctx, "SELECT oid FROM pg_database WHERE datname = $1", want.Name).Scan(&res.OID); err != nil {
+	if err := s.conn.QueryRow(ctx, "SELECT oid FROM pg_catalog.pg_database WHERE datname = $1", want.Name).Scan(&res.OID); err != nil {
 		return res, fmt.Errorf("reading the OID of database %s: %w", want.Name, err)
+	}
+	if err := s.conn.QueryRow(ctx, "SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1", want.Name).Scan(&res.RoleOID); err != nil {
+		return res, fmt.Errorf("reading the OID of role %s: %w", want.Name, err)
 	}
 	if !want.InDatabase && !res.CreatedDB {
 		return res, nil
@@ -370,12 +456,22 @@ func (s *Server) EnsureTenant(ctx context.Context, want TenantDatabase) (EnsureR
 }
 
 // ensureInDatabase connects to the tenant database itself: locks down the public schema and creates extensions.
+// The tenant owns that database and everything in it but the catalog: the session's search_path is pinned to
+// pg_catalog by the connection (see ConnConfig.URL, whatever ALTER DATABASE … SET search_path says) and every
+// catalog name is qualified, so no object of the tenant's is ever read or called with the administrator's rights.
 func (s *Server) ensureInDatabase(ctx context.Context, want TenantDatabase) ([]string, error) {
 	conn, err := s.cfg.connect(ctx, want.Name)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(ctx)
+	var path string
+	if err := conn.QueryRow(ctx, "SELECT pg_catalog.current_setting('search_path')").Scan(&path); err != nil {
+		return nil, err
+	}
+	if strings.ReplaceAll(path, " ", "") != strings.ReplaceAll(AdminSearchPath, " ", "") {
+		return nil, fmt.Errorf("the administrative session in %s has search_path %q, not %q: refusing to work in it", want.Name, path, AdminSearchPath)
+	}
 	id := pgx.Identifier{want.Name}.Sanitize()
 	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER SCHEMA public OWNER TO %s", id)); err != nil {
 		return nil, fmt.Errorf("giving the public schema of %s to its role: %w", want.Name, err)
@@ -386,7 +482,7 @@ func (s *Server) ensureInDatabase(ctx context.Context, want TenantDatabase) ([]s
 	var made []string
 	for _, ext := range want.Extensions {
 		var exists bool
-		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = $1)", ext).Scan(&exists); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = $1)", ext).Scan(&exists); err != nil {
 			return made, err
 		}
 		if exists {
@@ -411,7 +507,7 @@ func (s *Server) ensureInDatabase(ctx context.Context, want TenantDatabase) ([]s
 
 // DatabaseOID returns the OID of database name, or ok=false when there is none.
 func (s *Server) DatabaseOID(ctx context.Context, name string) (oid uint32, ok bool, err error) {
-	err = s.conn.QueryRow(ctx, "SELECT oid FROM pg_database WHERE datname = $1", name).Scan(&oid)
+	err = s.conn.QueryRow(ctx, "SELECT oid FROM pg_catalog.pg_database WHERE datname = $1", name).Scan(&oid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -421,40 +517,10 @@ func (s *Server) DatabaseOID(ctx context.Context, name string) (oid uint32, ok b
 // CountTenantDatabases counts the databases custos made on this server (those with a custos comment).
 func (s *Server) CountTenantDatabases(ctx context.Context) (int, error) {
 	var n int
-	err := s.conn.QueryRow(ctx, `SELECT count(*) FROM pg_database d
-		JOIN pg_shdescription c ON c.objoid = d.oid AND c.classoid = 'pg_database'::regclass
+	err := s.conn.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_database d
+		JOIN pg_catalog.pg_shdescription c ON c.objoid = d.oid AND c.classoid = 'pg_catalog.pg_database'::pg_catalog.regclass
 		WHERE c.description LIKE 'custos.io/tenant=%'`).Scan(&n)
 	return n, err
-}
-
-func (s *Server) roleComment(ctx context.Context, name string) (string, bool, error) {
-	var comment *string
-	err := s.conn.QueryRow(ctx, `SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1`, name).Scan(&comment)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	if comment == nil {
-		return "", true, nil
-	}
-	return *comment, true, nil
-}
-
-func (s *Server) databaseComment(ctx context.Context, name string) (comment, owner string, exists bool, err error) {
-	var c *string
-	err = s.conn.QueryRow(ctx, `SELECT shobj_description(oid, 'pg_database'), pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1`, name).Scan(&c, &owner)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", "", false, nil
-	}
-	if err != nil {
-		return "", "", false, err
-	}
-	if c != nil {
-		comment = *c
-	}
-	return comment, owner, true, nil
 }
 
 func (s *Server) tx(ctx context.Context, stmts ...string) error {

@@ -10,10 +10,17 @@ import (
 	. "github.com/onsi/gomega"
 )
 
+// connectAs connects as a tenant would: with the database's and role's own search_path (the administrator's
+// sessions pin theirs to the catalog).
 func connectAs(ctx context.Context, user, password, db string) (*pgx.Conn, error) {
 	cfg := adminConfig()
 	cfg.User, cfg.Password = user, password
-	return pgx.Connect(ctx, cfg.URL(db))
+	pc, err := pgx.ParseConfig(cfg.URL(db))
+	if err != nil {
+		return nil, err
+	}
+	delete(pc.RuntimeParams, "search_path")
+	return pgx.ConnectConfig(ctx, pc)
 }
 
 // provision makes a tenant database and returns its password.

@@ -501,8 +501,8 @@ func (b *bench) expiry(ctx context.Context, rep *report, rs *testharness.RestSer
 			}
 			k := (n - 1 - i) % 100
 			if err := b.exec(ctx, smallDBName,
-				fmt.Sprintf("UPDATE pgbench_accounts SET abalance = abalance + %d WHERE aid BETWEEN %d AND %d", i+2, k*1000+1, k*1000+1000),
-				fmt.Sprintf("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) SELECT 1, 1, g, %d, now() FROM generate_series(1, 200) g", i)); err != nil {
+				fmt.Sprintf("UPDATE public.pgbench_accounts SET abalance = abalance + %d WHERE aid BETWEEN %d AND %d", i+2, k*1000+1, k*1000+1000),
+				fmt.Sprintf("INSERT INTO public.pgbench_history (tid, bid, aid, delta, mtime) SELECT 1, 1, g, %d, now() FROM generate_series(1, 200) g", i)); err != nil {
 				return err
 			}
 		}
