@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -145,6 +146,16 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 		if existing.Spec.Tenant.UID != string(t.UID) {
 			return false, fmt.Errorf("DestructionCertificate %s exists for another tenant (uid %s)", name, existing.Spec.Tenant.UID)
 		}
+		// Written by an earlier attempt whose CertificateIssued entry may not be on the trail: record it (once).
+		head := ""
+		for _, sub := range existing.Spec.Subjects {
+			if sub.Name == evidence.AuditSubjectName {
+				head = sub.SHA256
+			}
+		}
+		if err := r.audit(ctx, t, evidence.ActionCertificateIssued, map[string]string{"certificate": name, "auditHead": head}); err != nil {
+			return false, err
+		}
 		r.certified(t, name)
 		return true, nil
 	}
@@ -157,9 +168,12 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 	}
 	entries, err := r.Audit.Entries(ctx, t)
 	if err != nil {
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionAuditTrail, false, custosv1alpha1.ReasonAuditTrailBroken,
+			truncate(fmt.Sprintf("no certificate is signed over a broken trail: %v", err), 4000))
 		return false, err
 	}
 	head, length := evidence.Head(entries)
+	holds := evidence.LegalHolds(entries)
 	now := r.Clock.Now().UTC()
 	d := evidence.Destruction{
 		Tenant:         evidence.Tenant{Name: t.Name, UID: string(t.UID), DisplayName: t.Spec.DisplayName},
@@ -173,6 +187,9 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 		Audit:    evidence.AuditRef{Head: head, Length: length},
 		IssuedAt: now,
 	}
+	var holdNotes []string
+	d.LegalHold, holdNotes = evidence.LastHold(holds)
+	d.Notes = append(d.Notes, holdNotes...)
 	if t.Spec.Contract.End != nil {
 		d.Contract.End = t.Spec.Contract.End.Time
 	}
@@ -201,6 +218,9 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 	if t.Spec.Exit.DataReturn == custosv1alpha1.DataReturnNone {
 		d.Notes = append(d.Notes, "the data controller chose to have the data destroyed without an export (exit.dataReturn: None)")
 	}
+	if p := evidence.HoldProblems(holds, d.Locations); len(p) > 0 {
+		return false, fmt.Errorf("the tenant's legal holds (audit trail) conflict with the destruction; no certificate is signed: %s", strings.Join(p, "; "))
+	}
 	subjects = append(subjects, evidence.InventorySubject(d.Locations), evidence.AuditSubject(d.Audit))
 	st := evidence.Statement{Subject: subjects, Predicate: d}
 	env, err := evidence.Sign(st, key) // refuses an incomplete statement
@@ -212,9 +232,11 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 	if err := r.Client.Create(ctx, cert); err != nil && !apierrors.IsAlreadyExists(err) {
 		return false, fmt.Errorf("writing DestructionCertificate %s: %w", name, err)
 	}
-	r.certified(t, name)
 	metricDestruction.WithLabelValues("certified").Inc()
-	r.audit(ctx, t, evidence.ActionCertificateIssued, map[string]string{"certificate": name, "auditHead": head})
+	if err := r.audit(ctx, t, evidence.ActionCertificateIssued, map[string]string{"certificate": name, "auditHead": head}); err != nil {
+		return false, err // the certificate exists; the next attempt adopts it and records the entry
+	}
+	r.certified(t, name)
 	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "CertificateIssued", "Exit", "DestructionCertificate %s signed (key %s); verify it with `custos verify`", name, evidence.KeyID(key.Public().(ed25519.PublicKey)))
 	return true, nil
 }
