@@ -164,7 +164,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr, opts.TenantConcurrency); err != nil {
 		return err
 	}
-	keys := &SigningKeys{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, SecretName: opts.SigningKeySecret}
+	keys := &SigningKeys{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, SecretName: opts.SigningKeySecret,
+		AllowNew: opts.AllowNewSigningKey, Clock: opts.Clock}
 	if err := mgr.Add(keys); err != nil {
 		return err
 	}
