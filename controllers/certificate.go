@@ -4,14 +4,21 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/internal/evidence"
@@ -19,11 +26,17 @@ import (
 
 // The signing key of certificates: an Ed25519 key generated at first start into a Secret of the manager's
 // namespace (SigningKeyName unless --signing-key-secret names another); its public half is published in the
-// ConfigMap SigningKeyName of the same namespace, for auditors (`custos verify --key`, `custos pubkey --cluster`).
+// ConfigMap SigningKeyName of the same namespace, for auditors (`custos verify --key`, `custos pubkey --cluster`),
+// together with the history of every key that ever signed (key history.json, evidence.KeyHistory), so that
+// certificates signed with an earlier key still verify. A key is never replaced silently: when the Secret is
+// missing or holds another key than the one in use, the manager signs nothing (certificates wait, the exit step
+// says why, custos_signing_key_ready is 0) until the Secret is restored or the manager runs with
+// --allow-new-signing-key; the first key of an installation (no history yet) needs no flag.
 const (
 	SigningKeyName       = "custos-signing-key"
 	signingKeyPrivateKey = "ed25519.pem"
 	signingKeyPublicKey  = "public.pem"
+	signingKeyHistory    = "history.json"
 )
 
 // SigningKeys loads, or makes once, the certificate signing key.
@@ -32,38 +45,105 @@ type SigningKeys struct {
 	Reader    client.Reader
 	Namespace string
 	// SecretName is the Secret holding the private key; empty: SigningKeyName. A Secret made beforehand (your own
-	// key) is used as it is; a missing one is generated.
+	// key) is used as it is; a missing one is generated when no key signed before (or AllowNew).
 	SecretName string
+	// AllowNew lets a new key (a generated one for a missing Secret, or another key in the Secret) replace the
+	// key in use; the old public keys stay in the history.
+	AllowNew bool
+	// Clock dates the keys' validity; nil: the wall clock.
+	Clock clock.PassiveClock
 
 	mu  sync.Mutex
 	key ed25519.PrivateKey
 }
 
-// Start makes sure the key and its published public key exist (a manager.Runnable; leader only).
+// Start makes sure the key and its published public key exist (a manager.Runnable; leader only). A refused key
+// is logged and shown in custos_signing_key_ready; the manager goes on (backups must not stop), signing nothing.
 func (k *SigningKeys) Start(ctx context.Context) error {
 	if _, err := k.Key(ctx); err != nil {
-		return fmt.Errorf("certificate signing key: %w", err)
+		log.FromContext(ctx).Error(err, "No certificate signing key: certificates of destruction are not signed until this is resolved")
 	}
 	<-ctx.Done()
 	return nil
 }
 
-// Key returns the signing key, generating it when the Secret does not exist.
+// NewKeyRefusedError says why the manager does not sign with a new key.
+type NewKeyRefusedError struct{ Msg string }
+
+func (e *NewKeyRefusedError) Error() string { return e.Msg }
+
+func (k *SigningKeys) now() time.Time {
+	if k.Clock == nil {
+		return time.Now()
+	}
+	return k.Clock.Now()
+}
+
+// History returns the published key history (a ConfigMap without history.json: its public.pem as the only key,
+// validity unknown).
+func (k *SigningKeys) History(ctx context.Context) (evidence.KeyHistory, *corev1.ConfigMap, error) {
+	var cm corev1.ConfigMap
+	err := k.Reader.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: SigningKeyName}, &cm)
+	if apierrors.IsNotFound(err) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if raw, ok := cm.Data[signingKeyHistory]; ok {
+		h, err := evidence.ParseKeyHistory([]byte(raw))
+		if err != nil {
+			return nil, nil, fmt.Errorf("ConfigMap %s/%s: %w", k.Namespace, SigningKeyName, err)
+		}
+		return h, &cm, nil
+	}
+	if p := cm.Data[signingKeyPublicKey]; p != "" {
+		pub, err := evidence.ParsePublicKey([]byte(p))
+		if err != nil {
+			return nil, nil, fmt.Errorf("ConfigMap %s/%s, key %s: %w", k.Namespace, SigningKeyName, signingKeyPublicKey, err)
+		}
+		return evidence.KeyHistory{{KeyID: evidence.KeyID(pub), PublicKey: p}}, &cm, nil
+	}
+	return nil, &cm, nil
+}
+
+// Key returns the signing key, generating it when the Secret does not exist and no key signed before.
 func (k *SigningKeys) Key(ctx context.Context) (ed25519.PrivateKey, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.key != nil {
 		return k.key, nil
 	}
+	priv, err := k.load(ctx)
+	if err != nil {
+		metricSigningKeyReady.Set(0)
+		return nil, err
+	}
+	metricSigningKeyReady.Set(1)
+	k.key = priv
+	return priv, nil
+}
+
+func (k *SigningKeys) load(ctx context.Context) (ed25519.PrivateKey, error) {
 	name := k.SecretName
 	if name == "" {
 		name = SigningKeyName
 	}
+	history, _, err := k.History(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cur, inUse := history.Current()
 	key := client.ObjectKey{Namespace: k.Namespace, Name: name}
 	var sec corev1.Secret
-	err := k.Reader.Get(ctx, key, &sec)
+	err = k.Reader.Get(ctx, key, &sec)
 	switch {
 	case apierrors.IsNotFound(err):
+		if inUse && !k.AllowNew {
+			return nil, &NewKeyRefusedError{Msg: fmt.Sprintf("the signing key Secret %s is missing, but certificates were signed with key %s (ConfigMap %s/%s): "+
+				"restore the Secret from your backup, or start the manager with --allow-new-signing-key (chart: signingKey.allowNew) to sign with a new key; "+
+				"the old public keys stay published", key, cur.KeyID, k.Namespace, SigningKeyName)}
+		}
 		_, priv, err := evidence.GenerateKey()
 		if err != nil {
 			return nil, err
@@ -90,35 +170,58 @@ func (k *SigningKeys) Key(ctx context.Context) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Secret %s, key %s: %w", key, signingKeyPrivateKey, err)
 	}
-	if err := k.publish(ctx, priv.Public().(ed25519.PublicKey)); err != nil {
+	pub := priv.Public().(ed25519.PublicKey)
+	if inUse && cur.KeyID != evidence.KeyID(pub) && !k.AllowNew {
+		return nil, &NewKeyRefusedError{Msg: fmt.Sprintf("the signing key in Secret %s is %s, but certificates were signed with key %s (ConfigMap %s/%s): "+
+			"restore the key in use, or start the manager with --allow-new-signing-key (chart: signingKey.allowNew) to sign with the new one; "+
+			"the old public keys stay published", key, evidence.KeyID(pub), cur.KeyID, k.Namespace, SigningKeyName)}
+	}
+	if err := k.publish(ctx, pub); err != nil {
 		return nil, err
 	}
-	k.key = priv
 	return priv, nil
 }
 
+// publish makes pub the key in use in the published history (the previous one is closed, never removed) and its
+// PEM the ConfigMap's public.pem.
 func (k *SigningKeys) publish(ctx context.Context, pub ed25519.PublicKey) error {
-	pem, err := evidence.MarshalPublicKey(pub)
-	if err != nil {
-		return err
-	}
-	want := map[string]string{signingKeyPublicKey: string(pem), "keyid": evidence.KeyID(pub)}
-	var cm corev1.ConfigMap
-	err = k.Reader.Get(ctx, client.ObjectKey{Namespace: k.Namespace, Name: SigningKeyName}, &cm)
-	if apierrors.IsNotFound(err) {
-		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: SigningKeyName,
-			Labels: map[string]string{labelPurpose: "certificate-public-key", custosv1alpha1.LabelManagedBy: "custos"}}, Data: want}
-		return client.IgnoreAlreadyExists(k.Client.Create(ctx, &cm))
-	}
-	if err != nil {
-		return err
-	}
-	if cm.Data[signingKeyPublicKey] == want[signingKeyPublicKey] {
-		return nil
-	}
-	cm.Data = want
-	return k.Client.Update(ctx, &cm)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		history, cm, err := k.History(ctx)
+		if err != nil {
+			return err
+		}
+		history, err = history.With(pub, k.now())
+		if err != nil {
+			return err
+		}
+		pem, err := evidence.MarshalPublicKey(pub)
+		if err != nil {
+			return err
+		}
+		want := map[string]string{signingKeyPublicKey: string(pem), "keyid": evidence.KeyID(pub), signingKeyHistory: string(history.Marshal())}
+		if cm == nil {
+			cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: SigningKeyName,
+				Labels: map[string]string{labelPurpose: "certificate-public-key", custosv1alpha1.LabelManagedBy: "custos"}}, Data: want}
+			err := k.Client.Create(ctx, cm)
+			if apierrors.IsAlreadyExists(err) {
+				return apierrors.NewConflict(corev1.Resource("configmaps"), cm.Name, err)
+			}
+			return err
+		}
+		if equality.Semantic.DeepEqual(cm.Data, want) {
+			return nil
+		}
+		cm.Data = want
+		return k.Client.Update(ctx, cm)
+	})
 }
+
+var metricSigningKeyReady = prometheus.NewGauge(prometheus.GaugeOpts{
+	Name: "custos_signing_key_ready",
+	Help: "1 when the manager has its certificate signing key; 0 when it refuses one (Secret missing or another key than the one in use, without --allow-new-signing-key).",
+})
+
+func init() { metrics.Registry.MustRegister(metricSigningKeyReady) }
 
 func certificateName(t *custosv1alpha1.Tenant) string {
 	uid := string(t.UID)
@@ -169,9 +272,12 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 	}
 	entries, err := r.Audit.Entries(ctx, t)
 	if err != nil {
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionAuditTrail, false, custosv1alpha1.ReasonAuditTrailBroken,
+			truncate(fmt.Sprintf("no certificate is signed over a broken trail: %v", err), 4000))
 		return false, err
 	}
 	head, length := evidence.Head(entries)
+	holds := evidence.LegalHolds(entries)
 	now := r.Clock.Now().UTC()
 	d := evidence.Destruction{
 		Tenant:         evidence.Tenant{Name: t.Name, UID: string(t.UID), DisplayName: t.Spec.DisplayName},
@@ -185,6 +291,9 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 		Audit:    evidence.AuditRef{Head: head, Length: length},
 		IssuedAt: now,
 	}
+	var holdNotes []string
+	d.LegalHold, holdNotes = evidence.LastHold(holds)
+	d.Notes = append(d.Notes, holdNotes...)
 	if t.Spec.Contract.End != nil {
 		d.Contract.End = t.Spec.Contract.End.Time
 	}
@@ -222,6 +331,9 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 	if t.Spec.Exit.DataReturn == custosv1alpha1.DataReturnNone {
 		d.Notes = append(d.Notes, "the data controller chose to have the data destroyed without an export (exit.dataReturn: None)")
 	}
+	if p := evidence.HoldProblems(holds, d.Locations); len(p) > 0 {
+		return false, fmt.Errorf("the tenant's legal holds (audit trail) conflict with the destruction; no certificate is signed: %s", strings.Join(p, "; "))
+	}
 	subjects = append(subjects, evidence.InventorySubject(d.Locations), evidence.AuditSubject(d.Audit))
 	st := evidence.Statement{Subject: subjects, Predicate: d}
 	env, err := evidence.Sign(st, key) // refuses an incomplete statement
@@ -246,16 +358,8 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 // it is not left to AuditLog.Record, which only logs a failure: nothing comes after this step to record it later,
 // so the step is not done (and is retried, adopting the certificate) until the entry is written.
 func (r *TenantExitReconciler) recordCertificate(ctx context.Context, t *custosv1alpha1.Tenant, name, head string) error {
-	if r.Audit == nil {
-		return nil
-	}
-	h, err := r.Audit.Append(ctx, t, evidence.ActionCertificateIssued, map[string]string{"certificate": name, "auditHead": head,
+	return r.audit(ctx, t, evidence.ActionCertificateIssued, map[string]string{"certificate": name, "auditHead": head,
 		auditStepKey: string(evidence.ActionCertificateIssued) + "/" + name})
-	if err != nil {
-		return fmt.Errorf("recording DestructionCertificate %s on the audit trail: %w", name, err)
-	}
-	t.Status.AuditHead = h
-	return nil
 }
 
 func (r *TenantExitReconciler) certified(t *custosv1alpha1.Tenant, name string) {

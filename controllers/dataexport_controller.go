@@ -177,6 +177,13 @@ func (r *DataExportReconciler) collect(ctx context.Context, de *custosv1alpha1.D
 	if err := json.Unmarshal(res.Output, &out); err != nil {
 		return ctrl.Result{}, err
 	}
+	if t != nil {
+		// Written before the phase moves on: until its entry is on the trail the export stays Running and its
+		// result is kept, so a failed append is retried (recorded once, by its step key).
+		if err := r.audit(ctx, t, evidence.ActionExportWritten, map[string]string{"export": de.Name, "sha256": out.SHA256, "bytes": fmt.Sprint(out.Bytes)}); err != nil {
+			return ctrl.Result{RequeueAfter: r.RetryWait}, err
+		}
+	}
 	st.Phase = custosv1alpha1.ExportReady
 	st.Artefact = &custosv1alpha1.ExportArtefact{Location: out.Path, SHA256: out.SHA256, Bytes: out.Bytes, PayloadOxum: out.PayloadOxum, Files: int32(out.Files)}
 	st.DeliveredAt = ptr.To(metav1.NewTime(res.Finished.UTC()))
@@ -186,9 +193,6 @@ func (r *DataExportReconciler) collect(ctx context.Context, de *custosv1alpha1.D
 	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, false, reasonAwaitingReceipt,
 		"waiting for the receiver's receipt: set spec.receipt.sha256 to the sha256 of the bag as received (`custos export fetch` does it)")
 	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, reasonExportWritten, "Export", "bag %s written, sha256 %s", out.Path, out.SHA256)
-	if t != nil {
-		r.audit(ctx, t, evidence.ActionExportWritten, map[string]string{"export": de.Name, "sha256": out.SHA256, "bytes": fmt.Sprint(out.Bytes)})
-	}
 	return ctrl.Result{RequeueAfter: time.Until(st.ExpiresAt.Time)}, nil
 }
 
@@ -226,6 +230,12 @@ func (r *DataExportReconciler) receipt(ctx context.Context, de *custosv1alpha1.D
 				de.Spec.Receipt.SHA256, st.Artefact.SHA256))
 		return ctrl.Result{}, false
 	}
+	if t != nil {
+		if err := r.audit(ctx, t, evidence.ActionExportAcknowledged, map[string]string{"export": de.Name, "sha256": st.Artefact.SHA256, "receivedBy": de.Spec.Receipt.ReceivedBy}); err != nil {
+			log.FromContext(ctx).Error(err, "The acknowledgement is not recorded yet; retried")
+			return ctrl.Result{RequeueAfter: r.RetryWait}, true
+		}
+	}
 	st.Phase = custosv1alpha1.ExportAcknowledged
 	st.AcknowledgedAt = ptr.To(metav1.NewTime(now))
 	st.ExpiresAt = ptr.To(metav1.NewTime(now.Add(r.expireAfter(ctx, de, t))))
@@ -236,9 +246,6 @@ func (r *DataExportReconciler) receipt(ctx context.Context, de *custosv1alpha1.D
 	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, true, reasonReceiptMatched,
 		fmt.Sprintf("%s confirmed sha256 %s; the bag is deleted at %s", by, st.Artefact.SHA256, st.ExpiresAt.UTC().Format(time.RFC3339)))
 	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, reasonReceiptMatched, "Acknowledge", "receipt matches the bag (sha256 %s)", st.Artefact.SHA256)
-	if t != nil {
-		r.audit(ctx, t, evidence.ActionExportAcknowledged, map[string]string{"export": de.Name, "sha256": st.Artefact.SHA256, "receivedBy": de.Spec.Receipt.ReceivedBy})
-	}
 	return ctrl.Result{RequeueAfter: time.Until(st.ExpiresAt.Time)}, true
 }
 
@@ -266,22 +273,26 @@ func (r *DataExportReconciler) expire(ctx context.Context, de *custosv1alpha1.Da
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		return ctrl.Result{}, fmt.Errorf("the expired bag %s is still there after deletion: %v", path, err)
 	}
+	if t != nil {
+		// The bag is gone; the export is Expired only once that is on the trail (a retry finds the bag gone and
+		// records it once).
+		if err := r.audit(ctx, t, evidence.ActionExportExpired, map[string]string{"export": de.Name, "path": path}); err != nil {
+			return ctrl.Result{RequeueAfter: r.RetryWait}, err
+		}
+	}
 	st.Phase, st.ExpiredAt = custosv1alpha1.ExportExpired, ptr.To(metav1.NewTime(now))
 	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, reasonExportExpired,
 		fmt.Sprintf("the bag %s was deleted at %s, as the export policy says (expireAfterDelivery)", path, now.Format(time.RFC3339)))
 	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, reasonExportExpired, "Expire", "bag %s deleted", path)
-	if t != nil {
-		r.audit(ctx, t, evidence.ActionExportExpired, map[string]string{"export": de.Name, "path": path})
-	}
 	return ctrl.Result{}, nil
 }
 
-func (r *DataExportReconciler) audit(ctx context.Context, t *custosv1alpha1.Tenant, a evidence.Action, detail map[string]string) {
+func (r *DataExportReconciler) audit(ctx context.Context, t *custosv1alpha1.Tenant, a evidence.Action, detail map[string]string) error {
 	if r.Audit == nil {
-		return
+		return nil
 	}
 	detail[auditStepKey] = string(a) + "/" + detail["export"]
-	r.Audit.Record(ctx, t, a, detail)
+	return r.Audit.Record(ctx, t, a, detail)
 }
 
 // SetupWithManager registers the controller; finished export tasks arrive through Done.

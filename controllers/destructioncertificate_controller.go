@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"strings"
 
@@ -31,21 +30,36 @@ func (r *DestructionCertificateReconciler) Reconcile(ctx context.Context, req ct
 	if err := r.Client.Get(ctx, req.NamespacedName, &c); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	key, err := r.Keys.Key(ctx)
+	// The key is picked by the keyid of the envelope's signature from the published history, so certificates
+	// signed with an earlier key still verify.
+	history, _, err := r.Keys.History(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	base := c.DeepCopy()
-	_, problems, err := evidence.VerifyCertificate(c.Spec, key.Public().(ed25519.PublicKey))
+	pk, pub, kerr := history.KeyFor(evidence.EnvelopeFromAPI(c.Spec.Envelope))
+	var problems []string
+	if kerr == nil {
+		var st evidence.Statement
+		st, problems, err = evidence.VerifyCertificate(c.Spec, pub)
+		if err == nil {
+			if verr := pk.ValidAt(st.Predicate.IssuedAt); verr != nil {
+				problems = append(problems, verr.Error())
+			}
+		}
+	}
 	switch {
+	case kerr != nil:
+		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, "SignatureInvalid",
+			fmt.Sprintf("not signed by a key published in ConfigMap %s/%s: %v", r.Keys.Namespace, SigningKeyName, kerr))
 	case err != nil:
 		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, "SignatureInvalid",
-			fmt.Sprintf("the envelope does not verify with the published key %s: %v", evidence.KeyID(key.Public().(ed25519.PublicKey)), err))
+			fmt.Sprintf("the envelope does not verify with the published key %s: %v", pk.KeyID, err))
 	case len(problems) > 0:
 		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, "Inconsistent", truncate(strings.Join(problems, "; "), 4000))
 	default:
 		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, true, "SignatureValid",
-			fmt.Sprintf("signed by key %s (ConfigMap %s/%s), complete, and the fields shown agree with the signed payload", evidence.KeyID(key.Public().(ed25519.PublicKey)), r.Keys.Namespace, SigningKeyName))
+			fmt.Sprintf("signed by key %s (ConfigMap %s/%s), complete, and the fields shown agree with the signed payload", pk.KeyID, r.Keys.Namespace, SigningKeyName))
 	}
 	c.Status.ObservedGeneration = c.Generation
 	if equality.Semantic.DeepEqual(base.Status, c.Status) {

@@ -54,6 +54,11 @@ type Options struct {
 	// SigningKeySecret names the Secret (manager's namespace) with the certificate signing key; empty:
 	// SigningKeyName.
 	SigningKeySecret string
+	// AuditSegmentBytes is the size at which an audit trail segment is closed; 0: 512 KiB (tests use less).
+	AuditSegmentBytes int
+	// AllowNewSigningKey lets the manager generate a signing key when the Secret is missing although certificates
+	// were signed before (the key history is not empty); the old public keys stay published.
+	AllowNewSigningKey bool
 }
 
 // Permissions the manager needs whatever controllers run: leader election and Events.
@@ -95,7 +100,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		opts.RetryAfter = 30 * time.Second
 	}
 	pools := &postgres.Pools{MaxConns: int32(opts.TenantConcurrency) + 1}
-	audit := &AuditLog{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Clock: opts.Clock}
+	audit := &AuditLog{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Clock: opts.Clock, SegmentBytes: opts.AuditSegmentBytes}
 	if err := (&DatabaseServerReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-databaseserver"),
 		Clock: opts.Clock, Namespace: opts.Namespace, Recheck: 5 * time.Minute, RetryAfter: opts.RetryAfter, Pools: pools,
@@ -159,7 +164,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr, opts.TenantConcurrency); err != nil {
 		return err
 	}
-	keys := &SigningKeys{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, SecretName: opts.SigningKeySecret}
+	keys := &SigningKeys{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, SecretName: opts.SigningKeySecret,
+		AllowNew: opts.AllowNewSigningKey, Clock: opts.Clock}
 	if err := mgr.Add(keys); err != nil {
 		return err
 	}

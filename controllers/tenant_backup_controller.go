@@ -342,7 +342,13 @@ func (r *TenantBackupReconciler) collect(ctx context.Context, s *backupScope) {
 				continue
 			}
 			if res.Err == nil {
-				r.succeeded(ctx, s, task, res)
+				if err := r.succeeded(ctx, s, task, res); err != nil {
+					// The task is done only once its audit entry is written: keep it and its result, and record
+					// it again (once: its key is the entry's step key) on the next reconcile.
+					s.recorded = s.recorded[:len(s.recorded)-1]
+					kept = append(kept, task)
+					s.requeueAfter(r.RetryAfter)
+				}
 				continue
 			}
 			task.LastError = truncate(res.Err.Error(), 4000)
@@ -478,7 +484,7 @@ func errorReason(err error) string {
 	return reasonTaskFailed
 }
 
-func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, task custosv1alpha1.BackupTask, res runner.Result) {
+func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, task custosv1alpha1.BackupTask, res runner.Result) error {
 	t := s.tenant
 	var out taskOutput
 	if err := json.Unmarshal(res.Output, &out); err != nil {
@@ -554,7 +560,7 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 	case task.Kind == custosv1alpha1.TaskDrill && t.Status.LastDrill != nil:
 		detail["snapshot"], detail["succeeded"] = t.Status.LastDrill.Snapshot, fmt.Sprint(t.Status.LastDrill.Succeeded)
 	}
-	r.Audit.Record(ctx, t, action, detail)
+	return r.Audit.Record(ctx, t, action, detail)
 }
 
 func short(id string) string {

@@ -550,8 +550,15 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 	}
 	if res.CreatedDB {
 		r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "DatabaseCreated", "Provision", "Created database and role %s on %s (OID %d)", name, s.server.Name, res.OID)
-		r.Audit.Record(ctx, t, evidence.ActionProvisioned, map[string]string{"uid": string(t.UID), "database": name,
-			"oid": fmt.Sprint(res.OID), "server": s.server.Name, "namespaces": strings.Join(t.NamespaceNames(), ","), "contract": t.Spec.Contract.ID})
+	}
+	if res.CreatedDB || t.Status.AuditHead == "" {
+		// Until the Provisioned entry is written (status shows a head), provisioning is not done: a failed
+		// append is retried on the next reconcile, recorded once (its step key).
+		if err := r.Audit.Record(ctx, t, evidence.ActionProvisioned, map[string]string{"uid": string(t.UID), "database": name,
+			"oid": fmt.Sprint(res.OID), "server": s.server.Name, "namespaces": strings.Join(t.NamespaceNames(), ","), "contract": t.Spec.Contract.ID,
+			auditStepKey: string(evidence.ActionProvisioned) + "/" + string(t.UID)}); err != nil {
+			return err
+		}
 	}
 	for _, ns := range t.NamespaceNames() {
 		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: credentialsName, Namespace: ns}}

@@ -92,6 +92,8 @@ type exitScope struct {
 	export *custosv1alpha1.DataExport
 	facts  lifecycle.Facts
 	now    time.Time
+	// auditErr is an entry record could not write: no step is carried out until it is (carryOut refuses).
+	auditErr error
 }
 
 // Reconcile gathers facts, decides, records, and carries out one step.
@@ -156,7 +158,8 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 
 // exitConditions are the Tenant conditions this controller owns once the exit started.
 var exitConditions = []string{custosv1alpha1.ConditionReady, custosv1alpha1.ConditionLegalHold, custosv1alpha1.ConditionExportAcknowledged,
-	custosv1alpha1.ConditionLiveDataPurged, custosv1alpha1.ConditionBackupsExpired, custosv1alpha1.ConditionCertificateIssued}
+	custosv1alpha1.ConditionLiveDataPurged, custosv1alpha1.ConditionBackupsExpired, custosv1alpha1.ConditionCertificateIssued,
+	custosv1alpha1.ConditionAuditTrail}
 
 // patch writes what this controller owns in status (phase, exit, audit head, its conditions). The backup
 // controller writes the same status; on a conflict the write is applied again to fresh data instead of being
@@ -177,6 +180,7 @@ func (r *TenantExitReconciler) patch(ctx context.Context, base, t *custosv1alpha
 		mine := t.Status
 		base = fresh.DeepCopy()
 		fresh.Status.Phase, fresh.Status.Exit, fresh.Status.AuditHead = mine.Phase, mine.Exit, mine.AuditHead
+		fresh.Status.AuditLength, fresh.Status.AuditSegment = mine.AuditLength, mine.AuditSegment
 		for _, typ := range exitConditions {
 			if c := meta.FindStatusCondition(mine.Conditions, typ); c != nil {
 				meta.SetStatusCondition(&fresh.Status.Conditions, *c)
@@ -451,7 +455,7 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 		// nothing appends any more, and the head shown is the trail's own.
 		if r.Audit != nil {
 			if entries, err := r.Audit.Entries(ctx, t); err == nil && len(entries) > 0 {
-				t.Status.AuditHead = "sha256:" + entries[len(entries)-1].Hash
+				t.Status.AuditHead, t.Status.AuditLength = "sha256:"+entries[len(entries)-1].Hash, entries[len(entries)-1].Seq
 			}
 		}
 	}
@@ -466,9 +470,12 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 		if d.AcknowledgeTimedOut {
 			msg = "no receipt came within acknowledgeTimeout after delivery; the exit goes on and the certificate says so"
 		}
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionExportAcknowledged, !d.AcknowledgeTimedOut, ackReason(d.AcknowledgeTimedOut), msg)
-		r.audit(ctx, t, action, map[string]string{"export": ex.ExportRef.Name, "timedOut": fmt.Sprint(d.AcknowledgeTimedOut),
-			auditStepKey: string(action) + "/" + ex.ExportRef.Name})
+		if err := r.audit(ctx, t, action, map[string]string{"export": ex.ExportRef.Name, "timedOut": fmt.Sprint(d.AcknowledgeTimedOut),
+			auditStepKey: string(action) + "/" + ex.ExportRef.Name}); err != nil {
+			ex.ExportAcknowledgedAt, ex.ExportAcknowledgeTimedOut, s.auditErr = nil, false, err // recorded again next time
+		} else {
+			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionExportAcknowledged, !d.AcknowledgeTimedOut, ackReason(d.AcknowledgeTimedOut), msg)
+		}
 	}
 	hold := lifecycle.HoldActive(t.Spec.LegalHold, s.now)
 	if hold {
@@ -476,14 +483,22 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 		if t.Spec.LegalHold.Until != nil {
 			msg += "; until " + t.Spec.LegalHold.Until.UTC().Format(time.RFC3339)
 		}
+		var err error
 		if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionLegalHold); c == nil || c.Status != metav1.ConditionTrue {
-			r.audit(ctx, t, evidence.ActionLegalHoldSet, map[string]string{"reason": t.Spec.LegalHold.Reason,
-				auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldSet, t.Generation)})
+			err = r.audit(ctx, t, evidence.ActionLegalHoldSet, legalHoldDetail(t.Spec.LegalHold, map[string]string{"reason": t.Spec.LegalHold.Reason,
+				auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldSet, t.Generation)}))
 		}
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, true, custosv1alpha1.ReasonLegalHoldActive, msg)
+		if err != nil {
+			s.auditErr = err // the hold is shown once it is recorded; nothing is destroyed meanwhile (carryOut refuses)
+		} else {
+			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, true, custosv1alpha1.ReasonLegalHoldActive, msg)
+		}
 	} else if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionLegalHold); c != nil && c.Status == metav1.ConditionTrue {
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, false, custosv1alpha1.ReasonLegalHoldExpired, "the legal hold is lifted or has passed its until date")
-		r.audit(ctx, t, evidence.ActionLegalHoldLifted, map[string]string{auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldLifted, t.Generation)})
+		if err := r.audit(ctx, t, evidence.ActionLegalHoldLifted, map[string]string{auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldLifted, t.Generation)}); err != nil {
+			s.auditErr = err // the hold stays shown, and nothing is destroyed, until the lifting is recorded
+		} else {
+			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, false, custosv1alpha1.ReasonLegalHoldExpired, "the legal hold is lifted or has passed its until date")
+		}
 	}
 	ready := d.Phase == custosv1alpha1.TenantDestroyed
 	if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c == nil || c.Reason != reasonExitStepError || d.Action == lifecycle.Wait || ex.Step == nil || ex.Step.Action != string(d.Action) {
@@ -508,10 +523,11 @@ func ackReason(timedOut bool) string {
 	return lifecycle.ReasonExportAcknowledged
 }
 
-// audit records an exit action on the tenant's trail (AuditLog.Record), once per step.
-func (r *TenantExitReconciler) audit(ctx context.Context, t *custosv1alpha1.Tenant, action evidence.Action, detail map[string]string) {
+// audit records an exit action on the tenant's trail (AuditLog.Record), once per step. An error means the entry
+// is not written: the step must not count as done.
+func (r *TenantExitReconciler) audit(ctx context.Context, t *custosv1alpha1.Tenant, action evidence.Action, detail map[string]string) error {
 	if r.Audit == nil {
-		return
+		return nil
 	}
 	if detail == nil {
 		detail = map[string]string{}
@@ -527,11 +543,14 @@ func (r *TenantExitReconciler) audit(ctx context.Context, t *custosv1alpha1.Tena
 		}
 		detail[auditStepKey] = step
 	}
-	r.Audit.Record(ctx, t, action, detail)
+	return r.Audit.Record(ctx, t, action, detail)
 }
 
 // carryOut runs one step; done reports that the step is complete (verified).
 func (r *TenantExitReconciler) carryOut(ctx context.Context, s *exitScope, a lifecycle.Action) (bool, error) {
+	if s.auditErr != nil {
+		return false, fmt.Errorf("not carried out until the audit trail records what happened before it: %w", s.auditErr)
+	}
 	switch a {
 	case lifecycle.Suspend:
 		return r.suspend(ctx, s)
@@ -616,10 +635,12 @@ func (r *TenantExitReconciler) suspend(ctx context.Context, s *exitScope) (bool,
 			return false, err
 		}
 	}
+	detail["namespaces"] = strings.Join(t.NamespaceNames(), ",")
+	if err := r.audit(ctx, t, evidence.ActionSuspended, detail); err != nil {
+		return false, err // suspended, but not counted as done until it is on the trail
+	}
 	at := metav1.NewTime(s.now)
 	t.Status.Exit.TerminatedAt = &at
-	detail["namespaces"] = strings.Join(t.NamespaceNames(), ",")
-	r.audit(ctx, t, evidence.ActionSuspended, detail)
 	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "Suspended", "Exit", "contract %s ended: database LOGIN revoked, network cut, workloads scaled to zero", t.Spec.Contract.ID)
 	return true, nil
 }
@@ -821,11 +842,13 @@ func (r *TenantExitReconciler) purge(ctx context.Context, s *exitScope) (bool, e
 			Method: "Clear", Technique: "Kubernetes DELETE of the namespace and, by the namespace controller, every object in it",
 			Tool: "kube-apiserver", StartedAt: started, CompletedAt: metav1.NewTime(r.Clock.Now()), Verification: "GET returns 404 Not Found"})
 	}
+	if err := r.audit(ctx, t, evidence.ActionLiveDataPurged, map[string]string{"database": t.DatabaseName(), "namespaces": strings.Join(t.NamespaceNames(), ",")}); err != nil {
+		return false, err // purged (and recorded in status), but not counted as done until it is on the trail
+	}
 	at := metav1.NewTime(r.Clock.Now())
 	t.Status.Exit.LiveDataPurgedAt = &at
 	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLiveDataPurged, true, "Purged",
 		fmt.Sprintf("database %s and its role, %d Secret(s) and %d namespace(s) verified gone", t.DatabaseName(), len(secrets), len(t.NamespaceNames())))
-	r.audit(ctx, t, evidence.ActionLiveDataPurged, map[string]string{"database": t.DatabaseName(), "namespaces": strings.Join(t.NamespaceNames(), ",")})
 	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "LiveDataPurged", "Exit", "database %s, its role, the Secrets and the namespaces are verified gone", t.DatabaseName())
 	return true, nil
 }
@@ -888,6 +911,17 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 	pending := false
 	for _, loc := range r.disposeLocations(s) {
 		if hasDestroyed(t, custosv1alpha1.DestroyedRepository, loc) {
+			// Recorded on the trail once; an append that failed after the outcome was in status is retried here.
+			if err := r.auditShredded(ctx, t, loc); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if shredIntentOf(t, loc) == nil {
+			// What is about to be destroyed goes into status before the Shred starts (the next reconcile submits
+			// it), so that a restart that loses the task's outcome still knows which repository it destroyed.
+			recordShredIntent(t, loc, r.Clock.Now())
+			pending = true
 			continue
 		}
 		sp := runner.Spec{Tenant: t.Name, Kind: KindShred, Location: loc, Slot: slot, Attempt: int(ex.Step.Attempts) + 1}
@@ -902,10 +936,7 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 			}
 			var bl custosv1alpha1.BackupLocation
 			_ = r.Client.Get(ctx, client.ObjectKey{Name: loc}, &bl)
-			id := rep.RepositoryID
-			if id == "" {
-				id = "none (no repository existed)"
-			}
+			id := shredRepositoryID(shredIntentOf(t, loc), rep)
 			technique := "restic forget of every snapshot and prune --max-unused 0, then DELETE of every object of the repository (data, index, snapshots, locks, keys, config) at the backend"
 			method := custosv1alpha1.SanitizationMethod("Purge")
 			if t.Spec.Exit.Backups == custosv1alpha1.BackupDisposalExpire {
@@ -916,8 +947,10 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 				Jurisdiction: string(bl.Spec.Jurisdiction), Method: method, Technique: technique,
 				Tool: strings.TrimSpace(rep.Tool + " " + rep.ToolVersion), StartedAt: metav1.NewTime(rep.StartedAt), CompletedAt: metav1.NewTime(rep.CompletedAt),
 				Verification: rep.Verification})
-			r.audit(ctx, t, evidence.ActionShredded, map[string]string{"location": loc, "repository": id})
 			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "RepositoryDestroyed", "Exit", "repository %s at %s destroyed and verified gone", id, loc)
+			if err := r.auditShredded(ctx, t, loc); err != nil {
+				return false, err // the outcome is in status; the entry is retried before the step counts as done
+			}
 			continue
 		}
 		pending = true
@@ -927,6 +960,11 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 		return false, nil
 	}
 	key := client.ObjectKey{Namespace: r.Namespace, Name: repoKeySecretPrefix + t.Name}
+	// Every repository is verified gone: that is on the trail before the keys go (a failed append stops here,
+	// with the keys still there, and is retried).
+	if err := r.audit(ctx, t, evidence.ActionBackupsExpired, map[string]string{"locations": strings.Join(r.disposeLocations(s), ",")}); err != nil {
+		return false, err
+	}
 	gone, uid, err := r.deleteAndVerify(ctx, &corev1.Secret{}, key)
 	if err != nil || !gone {
 		return false, err
@@ -936,7 +974,6 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 		Tool: "kube-apiserver", StartedAt: ex.Step.StartedAt, CompletedAt: metav1.NewTime(r.Clock.Now()), Verification: "GET returns 404 Not Found"})
 	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionBackupsExpired, true, "RepositoriesDestroyed",
 		"every backup repository of the tenant is verified gone and its keys are deleted")
-	r.audit(ctx, t, evidence.ActionBackupsExpired, map[string]string{"locations": strings.Join(r.disposeLocations(s), ",")})
 	return true, nil
 }
 
@@ -957,4 +994,62 @@ func (r *TenantExitReconciler) SetupWithManager(mgr ctrl.Manager, concurrency in
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Named("tenant-exit").
 		Complete(r)
+}
+
+// legalHoldDetail adds the hold's until date (when it has one) to a LegalHoldSet entry's detail, so the
+// certificate can say what the hold was.
+func legalHoldDetail(h *custosv1alpha1.LegalHold, detail map[string]string) map[string]string {
+	if h != nil && h.Until != nil {
+		detail["until"] = h.Until.UTC().Format(time.RFC3339)
+	}
+	return detail
+}
+
+// shredIntentOf is the intent recorded for loc, or nil.
+func shredIntentOf(t *custosv1alpha1.Tenant, loc string) *custosv1alpha1.ShredIntent {
+	for i := range t.Status.Exit.ShredIntents {
+		if t.Status.Exit.ShredIntents[i].Location == loc {
+			return &t.Status.Exit.ShredIntents[i]
+		}
+	}
+	return nil
+}
+
+// recordShredIntent writes into status which repository the Shred at loc is about to destroy, as the backups
+// last saw it.
+func recordShredIntent(t *custosv1alpha1.Tenant, loc string, now time.Time) {
+	in := custosv1alpha1.ShredIntent{Location: loc, RecordedAt: metav1.NewTime(now)}
+	for _, b := range t.Status.Backups {
+		if b.Location == loc {
+			in.RepositoryID, in.Snapshots = b.RepositoryID, b.Snapshots
+		}
+	}
+	t.Status.Exit.ShredIntents = append(t.Status.Exit.ShredIntents, in)
+}
+
+// shredRepositoryID names the destroyed repository for the certificate: the one the Shred opened, else the one
+// recorded before it ran (an earlier run destroyed it and its outcome was lost), else none.
+func shredRepositoryID(intent *custosv1alpha1.ShredIntent, rep storage.Report) string {
+	switch {
+	case rep.RepositoryID != "":
+		return rep.RepositoryID
+	case intent != nil && intent.RepositoryID != "":
+		return fmt.Sprintf("%s (recorded before the Shred at %s with %d snapshot(s); already gone when this run of the Shred looked: an earlier run destroyed it and its outcome was lost)",
+			intent.RepositoryID, intent.RecordedAt.UTC().Format(time.RFC3339), intent.Snapshots)
+	}
+	return "none (no repository existed)"
+}
+
+// auditShredded records the destruction of the repository at loc (from status) on the trail, once per step.
+func (r *TenantExitReconciler) auditShredded(ctx context.Context, t *custosv1alpha1.Tenant, loc string) error {
+	detail := map[string]string{"location": loc}
+	for _, d := range t.Status.Exit.Destroyed {
+		if d.Kind == custosv1alpha1.DestroyedRepository && d.Name == loc {
+			detail["repository"] = d.Identifier
+		}
+	}
+	if in := shredIntentOf(t, loc); in != nil && in.RepositoryID != "" {
+		detail["repositoryID"] = in.RepositoryID
+	}
+	return r.audit(ctx, t, evidence.ActionShredded, detail)
 }

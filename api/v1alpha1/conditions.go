@@ -60,3 +60,18 @@ const (
 	// LabelManagedBy is the standard managed-by label; its value is "custos".
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 )
+
+// The audit trail's condition (Tenant).
+const (
+	// ConditionAuditTrail (Tenant): False when the tenant's audit trail cannot be appended to: a segment is
+	// missing, the chain does not verify, or the write failed. The step that wanted to record is not counted as
+	// done until its entry is written.
+	ConditionAuditTrail = "AuditTrail"
+	// ReasonAuditTrailBroken: a segment or entries are missing or altered; custos does not append (that would
+	// fork the trail) until a person restores the missing segment.
+	ReasonAuditTrailBroken = "AuditTrailBroken"
+	// ReasonAuditAppendFailed: the entry could not be written (API error); retried.
+	ReasonAuditAppendFailed = "AuditAppendFailed"
+	// ReasonAuditTrailIntact: the latest append succeeded.
+	ReasonAuditTrailIntact = "AuditTrailIntact"
+)

@@ -347,6 +347,16 @@ type TenantStatus struct {
 	// +kubebuilder:validation:Pattern=`^sha256:[a-f0-9]{64}$`
 	// +optional
 	AuditHead string `json:"auditHead,omitempty"`
+
+	// auditLength is the seq of the entry auditHead names: a trail found shorter than this was cut.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	AuditLength int64 `json:"auditLength,omitempty"`
+
+	// auditSegment is the ConfigMap (manager's namespace) that holds the head of the audit trail.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	AuditSegment string `json:"auditSegment,omitempty"`
 }
 
 // NamespaceStatus is a namespace custos created for a tenant.
@@ -565,6 +575,33 @@ type TenantExitStatus struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +optional
 	Destroyed []DestroyedLocation `json:"destroyed,omitempty"`
+
+	// shredIntents records, before each repository's Shred task is started, which repository it is about to
+	// destroy (as the backups last saw it). A manager that restarts after the Shred ran but before its outcome
+	// was written still knows what was destroyed, and the certificate names that repository instead of saying
+	// there was none.
+	// +listType=map
+	// +listMapKey=location
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	ShredIntents []ShredIntent `json:"shredIntents,omitempty"`
+}
+
+// ShredIntent is a repository the exit is about to destroy, recorded before the act.
+type ShredIntent struct {
+	// location is the BackupLocation's name.
+	// +kubebuilder:validation:MaxLength=253
+	Location string `json:"location"`
+	// repositoryID is restic's id of the tenant's repository there, as the latest backup task saw it; empty when
+	// no backup ever reached the location.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	RepositoryID string `json:"repositoryID,omitempty"`
+	// snapshots is the number of snapshots the latest backup task saw there.
+	// +optional
+	Snapshots int32 `json:"snapshots,omitempty"`
+	// recordedAt is when the intent was written, before the Shred task started.
+	RecordedAt metav1.Time `json:"recordedAt"`
 }
 
 // ExitExportReference names the exit's DataExport.

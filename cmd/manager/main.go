@@ -61,6 +61,8 @@ func main() {
 	flag.StringVar(&exportDir, "export-dir", "", "Directory (a mounted volume) for exit exports when the RetentionPolicy names no export.delivery.")
 	flag.StringVar(&processor, "processor", "", "The processor's name, as it appears on certificates of destruction.")
 	flag.StringVar(&signingKey, "signing-key-secret", controllers.SigningKeyName, "Secret in the manager's namespace with the Ed25519 key (ed25519.pem, PKCS#8 PEM) that signs certificates of destruction; generated when missing.")
+	var allowNewKey bool
+	flag.BoolVar(&allowNewKey, "allow-new-signing-key", false, "Sign with a new key although certificates were signed with another one (the signing key Secret is missing or holds another key); the old public keys stay published in the key history. Without it the manager signs nothing until the key in use is restored.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -88,7 +90,8 @@ func main() {
 	}
 	if err := controllers.Setup(mgr, controllers.Options{
 		Namespace: namespace, TenantConcurrency: concurrency, Programs: progs, WorkDir: workDir, ExportDir: exportDir, Processor: processor, SigningKeySecret: signingKey,
-		BackupConcurrency: backupConc, BackupConcurrencyPerLocation: backupConcLoc, TaskTimeout: taskTimeout,
+		AllowNewSigningKey: allowNewKey,
+		BackupConcurrency:  backupConc, BackupConcurrencyPerLocation: backupConcLoc, TaskTimeout: taskTimeout,
 	}); err != nil {
 		log.Error(err, "Could not set up the controllers")
 		os.Exit(1)

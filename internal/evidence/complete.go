@@ -31,7 +31,7 @@ func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 // a technique, a tool, start and completion times in order and not after issuedAt, a verification method and the
 // result Verified; the inventory and audit-head subjects, when present, matching the predicate; an export (when there is one) whose digest is also a subject and which was acknowledged or
 // timed out; retained items with a reason; an audit head (64 hex) and length ≥ 1; a legal hold (when there was
-// one) lifted before the first destruction started; and issuedAt.
+// one) lifted, and no location destroyed while it was in place; and issuedAt.
 func CheckComplete(st Statement) []string {
 	var p []string
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
@@ -194,11 +194,11 @@ func CheckComplete(st Statement) []string {
 	}
 
 	if h := d.LegalHold; h != nil {
-		switch {
-		case h.LiftedAt.IsZero():
-			add("legal hold %q was never lifted", h.Reason)
-		case !firstStart.IsZero() && h.LiftedAt.After(firstStart):
-			add("legal hold %q was lifted at %s, after destruction started at %s", h.Reason, ts(h.LiftedAt), ts(firstStart))
+		// No location may have been destroyed while the hold was in place (from setAt, or from the beginning when
+		// setAt is not known, to liftedAt): a hold set and lifted between two steps of the exit is fine.
+		p = append(p, HoldProblems([]LegalHold{*h}, d.Locations)...)
+		if !h.SetAt.IsZero() && !h.LiftedAt.IsZero() && h.LiftedAt.Before(h.SetAt) {
+			add("legal hold %q was lifted at %s, before it was set at %s", h.Reason, ts(h.LiftedAt), ts(h.SetAt))
 		}
 		if h.Reason == "" {
 			add("legalHold.reason is empty")

@@ -68,7 +68,7 @@ var _ = g.Describe("CheckComplete", func() {
 		}, `legal hold "case 2026/17" was never lifted`),
 		g.Entry("legal hold lifted after destruction began", func(st *Statement) {
 			st.Predicate.LegalHold = &LegalHold{Reason: "case 2026/17", LiftedAt: at("2026-04-01T10:00:30Z")}
-		}, "after destruction started at 2026-04-01T10:00:00Z"),
+		}, "started at 2026-04-01T10:00:00Z"),
 		g.Entry("retained item without reason", func(st *Statement) {
 			st.Predicate.Retained = append(st.Predicate.Retained, Retained{What: "logs"})
 		}, "retained item 3 needs both"),
