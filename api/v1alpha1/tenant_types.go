@@ -693,6 +693,7 @@ type DestroyedLocation struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Contract End",type=string,JSONPath=`.spec.contract.end`
 // +kubebuilder:printcolumn:name="Next Backup",type=string,JSONPath=`.status.nextBackup`
+// +kubebuilder:printcolumn:name="Destruction Not Before",type=string,JSONPath=`.status.exit.destructionNotBefore`,priority=1
 // +kubebuilder:printcolumn:name="Backups Gone By",type=string,JSONPath=`.status.exit.backupsGoneBy`,priority=1
 // +kubebuilder:printcolumn:name="Database",type=string,JSONPath=`.status.database.name`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

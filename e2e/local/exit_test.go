@@ -90,14 +90,18 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 			Spec: custosv1alpha1.BackupLocationSpec{URL: offsiteSrv.URL, Jurisdiction: "DE"}})
 		every := custosv1alpha1.Schedule{Cron: "* * * * *", TimeZone: "UTC"}
 		for name, keep := range map[string]custosv1alpha1.Duration{shredPolicy: "30d", shortPolicy: "3m", ackPolicy: "30d"} {
-			// No grace period (these specs are about the steps after it) and a bag that lives 5s after its receipt:
-			// the certificate is signed once it is gone.
+			// No grace period (these specs are about the steps after it) and a bag that lives 20s after its receipt
+			// (45s under shredPolicy, whose spec keeps it through a wrong receipt first): the certificate is signed
+			// once it is gone.
 			p := &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: custosv1alpha1.RetentionPolicySpec{
 				Primary: custosv1alpha1.ObjectReference{Name: primaryName}, Offsite: &custosv1alpha1.ObjectReference{Name: offsiteName},
 				Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: keep, MaxSnapshotAge: "26h",
 				AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"}, ExitGracePeriod: "0s",
-				Export: custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "5s"},
+				Export: custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "20s"},
 			}}
+			if name == shredPolicy {
+				p.Spec.Export.ExpireAfterDelivery = "45s"
+			}
 			if name == ackPolicy {
 				p.Spec.Export = custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "20s", AcknowledgeTimeout: "15s"}
 			}

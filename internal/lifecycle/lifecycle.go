@@ -6,10 +6,12 @@
 //	                                 cut, workloads scaled to zero)
 //	  → Exporting (dataReturn Export): request a DataExport; wait until the receiver acknowledges it or
 //	                                 acknowledgeTimeout passes after delivery
+//	  (both wait, after the suspension, until endObservedAt + exitGracePeriod; removing contract.end or moving
+//	  it later until then cancels the exit: CancelExit hands the tenant back to provisioning)
 //	  → Purging: drop the database, its role, the Secrets and the namespaces, verified
 //	  → AwaitingBackupExpiry: Shred destroys every repository at once; Expire waits until the newest snapshot
 //	                                 is keepWithin old, then removes what is left
-//	  → Destroyed: every location verified gone; the certificate is signed
+//	  → Destroyed: every location verified gone, the exit's bag too; the certificate is signed
 //
 // Nothing is destroyed before an export that was asked for is acknowledged or its acknowledgeTimeout passed, nor
 // before the grace period (the policy's exitGracePeriod, counted from when the end was first observed) is over; a
