@@ -214,7 +214,7 @@ var _ = Describe("Database security", Ordered, Label("integration", "security", 
 		Eventually(func() float64 { v, _ := gauge("custos_database_missing", t.Name); return v }).Should(BeZero())
 		accepted := time.Now()
 		waitSnapshot(ctx, t, accepted)
-		Eventually(func() []string { return snapshotIDs(ctx, t) }).WithTimeout(3 * time.Minute).WithPolling(5 * time.Second).
+		Eventually(func() []string { return snapshotIDs(ctx, t) }).WithTimeout(3*time.Minute).WithPolling(5*time.Second).
 			ShouldNot(ContainElement(old), "expiry resumed")
 	})
 
