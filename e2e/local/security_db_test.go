@@ -202,12 +202,12 @@ var _ = Describe("Database security", Ordered, Label("integration", "security", 
 		Expect(c(Default).Reason).To(Equal(custosv1alpha1.ReasonDatabaseMissing))
 
 		By("making a new, empty database once a person accepts the loss; backups and expiry resume")
-		Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
-		if t.Annotations == nil {
-			t.Annotations = map[string]string{}
-		}
-		t.Annotations[custosv1alpha1.AnnotationAcceptDatabaseLoss] = fmt.Sprint(lostOID)
-		Expect(k8s.Update(ctx, t)).To(Succeed())
+		updateSpec(ctx, t, func() {
+			if t.Annotations == nil {
+				t.Annotations = map[string]string{}
+			}
+			t.Annotations[custosv1alpha1.AnnotationAcceptDatabaseLoss] = fmt.Sprint(lostOID)
+		})
 		Eventually(c).WithTimeout(2 * time.Minute).Should(haveStatus(metav1.ConditionTrue, custosv1alpha1.ReasonReconciled))
 		Expect(t.Status.Database.OID).NotTo(Equal(lostOID))
 		Eventually(func() []string { return warningEvents(ctx, t.Name) }).Should(ContainElement("DatabaseLossAccepted"))
