@@ -202,19 +202,19 @@ var _ = Describe("Database security", Ordered, Label("integration", "security", 
 		Expect(c(Default).Reason).To(Equal(custosv1alpha1.ReasonDatabaseMissing))
 
 		By("making a new, empty database once a person accepts the loss; backups and expiry resume")
-		Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
-		if t.Annotations == nil {
-			t.Annotations = map[string]string{}
-		}
-		t.Annotations[custosv1alpha1.AnnotationAcceptDatabaseLoss] = fmt.Sprint(lostOID)
-		Expect(k8s.Update(ctx, t)).To(Succeed())
+		updateSpec(ctx, t, func() {
+			if t.Annotations == nil {
+				t.Annotations = map[string]string{}
+			}
+			t.Annotations[custosv1alpha1.AnnotationAcceptDatabaseLoss] = fmt.Sprint(lostOID)
+		})
 		Eventually(c).WithTimeout(2 * time.Minute).Should(haveStatus(metav1.ConditionTrue, custosv1alpha1.ReasonReconciled))
 		Expect(t.Status.Database.OID).NotTo(Equal(lostOID))
 		Eventually(func() []string { return warningEvents(ctx, t.Name) }).Should(ContainElement("DatabaseLossAccepted"))
 		Eventually(func() float64 { v, _ := gauge("custos_database_missing", t.Name); return v }).Should(BeZero())
 		accepted := time.Now()
 		waitSnapshot(ctx, t, accepted)
-		Eventually(func() []string { return snapshotIDs(ctx, t) }).WithTimeout(3 * time.Minute).WithPolling(5 * time.Second).
+		Eventually(func() []string { return snapshotIDs(ctx, t) }).WithTimeout(3*time.Minute).WithPolling(5*time.Second).
 			ShouldNot(ContainElement(old), "expiry resumed")
 	})
 

@@ -86,15 +86,34 @@ func (s *Server) CreateScratch(ctx context.Context, name, marker, tenantRole str
 	}
 	// A crash before the comment leaves a database without marker, owned by the marked role: DropScratch
 	// recognises it by that owner.
+	// The tenant's role gets CREATE (not CONNECT) on the scratch database and its public schema, as in the
+	// tenant's own database: the dump gives its objects (and the schema) to that role, and PostgreSQL wants the
+	// new owner to be able to create them.
+	tenant := pgx.Identifier{tenantRole}.Sanitize()
 	if err := s.tx(ctx,
 		fmt.Sprintf("REVOKE ALL ON DATABASE %s FROM PUBLIC", id),
+		fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s", id, tenant),
 		fmt.Sprintf("COMMENT ON DATABASE %s IS %s", id, quoteLiteral(marker)),
 	); err != nil {
 		return sc, errors.Join(fmt.Errorf("closing and marking the drill database %s: %w", name, err), s.DropScratch(context.WithoutCancel(ctx), name, marker, sc.OID))
 	}
+	if err := s.inScratch(ctx, name, "ALTER SCHEMA public OWNER TO "+tenant); err != nil {
+		return sc, errors.Join(fmt.Errorf("giving the public schema of the drill database %s to %s: %w", name, tenantRole, err), s.DropScratch(context.WithoutCancel(ctx), name, marker, sc.OID))
+	}
 	sc.Conn = s.cfg
 	sc.Conn.User, sc.Conn.Password, sc.Conn.Database = name, pw, name
 	return sc, nil
+}
+
+// inScratch runs a statement as the administrator in the (empty, just made) scratch database.
+func (s *Server) inScratch(ctx context.Context, name, stmt string) error {
+	conn, err := s.cfg.connect(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	_, err = conn.Exec(ctx, stmt)
+	return err
 }
 
 // DropScratch drops a drill's scratch database and role of that name, when there are any, after verifying that
