@@ -84,9 +84,65 @@ var _ = Describe("Evidence: the audit trail", Ordered, Label("integration", "sec
 			Spec: custosv1alpha1.BackupLocationSpec{URL: offsiteSrv.URL, Jurisdiction: "DE"}})
 		everyMinutePolicy(ctx, policy, primary, offsite)
 		databaseServerFor(ctx, server, pg, "NL")
+		nsCtx, stopNS := context.WithCancel(context.Background())
+		go finalizeNamespaces(nsCtx)
+		DeferCleanup(stopNS)
 		// One entry per segment, so a trail of a few entries has a first, middle and last segment.
 		mgr := startManager(func(o *controllers.Options) { o.AuditSegmentBytes = 1 })
 		DeferCleanup(func() { mgr.stop() })
+	})
+
+	It("names the legal hold the trail records on the certificate, set and lifted before the destruction", func(ctx SpecContext) {
+		t := newTenant("evidence-hold")
+		t.Spec.RetentionPolicyRef.Name = policy
+		t.Spec.Database.ServerRef.Name = server
+		t.Spec.Exit = custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred}
+		Expect(k8s.Create(ctx, t)).To(Succeed())
+		DeferCleanup(func() {
+			if CurrentSpecReport().Failed() {
+				b, _ := yaml.Marshal(t.Status)
+				AddReportEntry("tenant status", string(b))
+			}
+		})
+		expectReady(ctx, t)
+
+		By("holding the tenant and ending its contract: the exit stops before any destruction")
+		updateSpec(ctx, t, func() {
+			t.Spec.LegalHold = &custosv1alpha1.LegalHold{Reason: "court order 2026/17"}
+			t.Spec.Contract.End = &metav1.Time{Time: time.Now().Add(-time.Second).Truncate(time.Second)}
+		})
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			g.Expect(condOf(t, custosv1alpha1.ConditionLegalHold)).To(haveStatus(metav1.ConditionTrue, custosv1alpha1.ReasonLegalHoldActive))
+		}).WithTimeout(time.Minute).Should(Succeed())
+
+		By("lifting the hold: the exit goes on to Destroyed")
+		updateSpec(ctx, t, func() { t.Spec.LegalHold = nil })
+		Eventually(func(g Gomega) custosv1alpha1.TenantPhase {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			return t.Status.Phase
+		}).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Equal(custosv1alpha1.TenantDestroyed))
+
+		By("reading the hold on the signed certificate, verified by keyid from the published key history")
+		cert := &custosv1alpha1.DestructionCertificate{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: t.Status.Exit.CertificateRef.Name}, cert)).To(Succeed())
+		var cm corev1.ConfigMap
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: controllers.SigningKeyName}, &cm)).To(Succeed())
+		h, err := evidence.ParseKeyHistory([]byte(cm.Data["history.json"]))
+		Expect(err).NotTo(HaveOccurred())
+		env := evidence.EnvelopeFromAPI(cert.Spec.Envelope)
+		_, pub, err := h.KeyFor(env)
+		Expect(err).NotTo(HaveOccurred())
+		st, err := evidence.Verify(env, pub)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(evidence.CheckComplete(st)).To(BeEmpty())
+		Expect(st.Predicate.LegalHold).NotTo(BeNil(), "the certificate names the hold the trail records")
+		Expect(st.Predicate.LegalHold.Reason).To(Equal("court order 2026/17"))
+		Expect(st.Predicate.LegalHold.SetAt).NotTo(BeZero())
+		Expect(st.Predicate.LegalHold.LiftedAt).NotTo(BeZero())
+		for _, l := range st.Predicate.Locations {
+			Expect(l.StartedAt).NotTo(BeTemporally("<", st.Predicate.LegalHold.LiftedAt), "%s %s destroyed after the hold was lifted", l.Kind, l.Identifier)
+		}
 	})
 
 	It("detects a deleted middle segment, refuses to append (no fork), names the gap, and goes on once it is restored", func(ctx SpecContext) {
