@@ -170,7 +170,7 @@ var _ = Describe("Evidence: the audit trail", Ordered, Label("integration", "sec
 			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
 			g.Expect(t.Status.AuditLength).To(BeEquivalentTo(len(all)), "status shows the trail's length")
 			g.Expect(t.Status.AuditHead).To(Equal("sha256:" + all[len(all)-1].Hash))
-		}).Should(Succeed())
+		}).WithTimeout(30 * time.Second).WithPolling(time.Second).Should(Succeed())
 
 		By("deleting segment 2")
 		removed := before[2]
@@ -303,7 +303,7 @@ var _ = Describe("Evidence: the signing key history", Label("integration", "secu
 		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: controllers.SigningKeyName}})).To(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SigningKeyName}, &corev1.Secret{}))
-		}).Should(BeTrue())
+		}).WithTimeout(10 * time.Second).Should(BeTrue())
 
 		By("a manager without the flag refuses, names the key in use and the way out, and replaces nothing")
 		_, err = keys(false).Key(ctx)
@@ -348,7 +348,7 @@ var _ = Describe("Evidence: the signing key history", Label("integration", "secu
 		Eventually(func() error {
 			return k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: controllers.SigningKeyName},
 				Data: map[string][]byte{"ed25519.pem": pem}})
-		}).Should(Succeed())
+		}).WithTimeout(10 * time.Second).Should(Succeed())
 		_, err = keys(false).Key(ctx)
 		Expect(err).To(MatchError(ContainSubstring("certificates were signed with key " + evidence.KeyID(first.Public().(ed25519.PublicKey)))))
 		Expect(history(ctx)).To(HaveLen(1))
