@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,6 +36,9 @@ func (r *DestructionCertificateReconciler) Reconcile(ctx context.Context, req ct
 	history, _, err := r.Keys.History(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if len(history) == 0 {
+		return ctrl.Result{RequeueAfter: 10 * time.Second}, nil // the manager has not published its key yet
 	}
 	base := c.DeepCopy()
 	pk, pub, kerr := history.KeyFor(evidence.EnvelopeFromAPI(c.Spec.Envelope))

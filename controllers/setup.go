@@ -56,6 +56,8 @@ type Options struct {
 	SigningKeySecret string
 	// AuditSegmentBytes is the size at which an audit trail segment is closed; 0: 512 KiB (tests use less).
 	AuditSegmentBytes int
+	// WrapRunner, when set, wraps the in-process pool (tests inject faults: a result lost as in a crash).
+	WrapRunner func(runner.Runner) runner.Runner
 	// AllowNewSigningKey lets the manager generate a signing key when the Secret is missing although certificates
 	// were signed before (the key history is not empty); the old public keys stay published.
 	AllowNewSigningKey bool
@@ -157,6 +159,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 			return err
 		}
 		run = pool
+		if opts.WrapRunner != nil {
+			run = opts.WrapRunner(pool)
+		}
 	}
 	if err := (&TenantBackupReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-backup"),

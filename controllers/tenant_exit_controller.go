@@ -498,6 +498,8 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 			s.auditErr = err // the hold stays shown, and nothing is destroyed, until the lifting is recorded
 		} else {
 			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, false, custosv1alpha1.ReasonLegalHoldExpired, "the legal hold is lifted or has passed its until date")
+			// A step that starts now starts after the lifting as recorded (the certificate checks that order).
+			s.now = r.Clock.Now().UTC()
 		}
 	}
 	ready := d.Phase == custosv1alpha1.TenantDestroyed

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -179,6 +180,7 @@ func cmdAuditTenant(args []string, stdout, stderr io.Writer) int {
 		if len(entries) > 0 && entries[0].Tenant != tenant {
 			problems = append(problems, fmt.Sprintf("the entries are for tenant %q, not %q", entries[0].Tenant, tenant))
 		}
+		problems = append(problems, checkLinks(context.Background(), cl, *namespace, tenant, chosen, segs)...)
 	}
 	if len(problems) > 0 {
 		fmt.Fprintln(stdout, "\nNOT VERIFIED")
@@ -231,4 +233,49 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// checkLinks checks the segments' links to each other and the trail's end against the head the manager keeps in
+// the index ConfigMap custos-audit-<tenant>-<uid8>-head: deleted last segments leave an intact, shorter chain that
+// only the head shows to be cut.
+func checkLinks(ctx context.Context, cl *cluster, namespace, tenant, uid8 string, segs []trailSegment) []string {
+	var linked []evidence.Segment
+	for _, s := range segs {
+		if s.n == 1<<30 {
+			return nil // reported already
+		}
+		es, err := evidence.ParseLines([]byte(s.cm.Data[auditDataKey]))
+		if err != nil {
+			return nil
+		}
+		seg := evidence.Segment{SegmentLink: evidence.SegmentLink{Number: s.n, Name: s.cm.Name,
+			PrevName: s.cm.Annotations["custos.io/audit-prev-segment"], PrevHash: s.cm.Annotations["custos.io/audit-prev-hash"]}, Entries: es}
+		seg.PrevSeq, _ = strconv.ParseInt(s.cm.Annotations["custos.io/audit-prev-seq"], 10, 64)
+		linked = append(linked, seg)
+	}
+	var head evidence.TrailHead
+	var problems []string
+	if uid8 != "" {
+		name := fmt.Sprintf("custos-audit-%s-%s-head", tenant, uid8)
+		cm, err := cl.configMap(ctx, namespace, name)
+		switch {
+		case err != nil:
+			problems = append(problems, err.Error())
+		case cm == nil:
+			// A trail written before custos kept an index has none.
+		default:
+			head.SegmentName, head.Hash = cm.Data["segmentName"], cm.Data["hash"]
+			head.Segment, _ = strconv.Atoi(cm.Data["segment"])
+			head.Length, _ = strconv.ParseInt(cm.Data["length"], 10, 64)
+		}
+	}
+	if _, err := evidence.VerifyTrail(linked, head); err != nil {
+		var ce *evidence.ChainError
+		var te *evidence.TrailError
+		gapReported := errors.As(err, &te) && len(te.Missing) > 0 && len(linked) > 0 && te.Missing[len(te.Missing)-1] < linked[len(linked)-1].Number
+		if !errors.As(err, &ce) && !gapReported { // chain errors and gaps between segments are reported above
+			problems = append(problems, err.Error())
+		}
+	}
+	return problems
 }

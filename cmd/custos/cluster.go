@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -137,6 +138,22 @@ func (cl *cluster) publishedKey(ctx context.Context, namespace string) (*corev1.
 	var cm corev1.ConfigMap
 	if err := fromUnstructured(u, &cm); err != nil {
 		return nil, fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, signingKeyName, err)
+	}
+	return &cm, nil
+}
+
+// configMap reads one ConfigMap; nil without error when it does not exist.
+func (cl *cluster) configMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error) {
+	u, err := cl.d.Resource(configMaps).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, name, err)
+	}
+	var cm corev1.ConfigMap
+	if err := fromUnstructured(u, &cm); err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, name, err)
 	}
 	return &cm, nil
 }

@@ -23,7 +23,7 @@ const (
 	usageHeader = `custos — check custos' evidence
 
 Offline (files only, no cluster, no network):
-  custos verify <certificate file> --key <public key PEM> [--audit <audit JSON lines>] [--artefact <file>]...
+  custos verify <certificate file> (--key <public key PEM> | --keys <key history>) [--audit <audit JSON lines>] [--artefact <file>]...
   custos verify-export <bag.tar> [--json]
   custos audit verify <audit JSON lines>... [--head <hex>] [--length <n>]
   custos audit show <audit JSON lines>...
@@ -32,7 +32,7 @@ Offline (files only, no cluster, no network):
 Reading the cluster (KUBECONFIG or --kubeconfig):
   custos export fetch <DataExport> [--to DIR] [--received-by WHO] [--from DIR] [--no-receipt]
   custos audit <tenant> [--namespace custos-system] [--uid UID] [--export FILE]
-  custos pubkey --cluster [--namespace custos-system] [--keyid]
+  custos pubkey --cluster [--namespace custos-system] [--keyid | --history]
 
 A certificate file is a DestructionCertificate as YAML or JSON (kubectl get dcert NAME -o yaml), a list of them,
 or a bare DSSE envelope (JSON). "-" reads standard input. export fetch reads the bag from the path in the

@@ -17,6 +17,7 @@ func cmdPubkey(args []string, stdout, stderr io.Writer) int {
 	fromCluster := flags.Bool("cluster", false, "read the published public key from the cluster (ConfigMap "+signingKeyName+") instead of a private key file")
 	namespace := flags.String("namespace", defaultNamespace, "with --cluster: namespace of the custos manager")
 	kubeconfig := flags.String("kubeconfig", "", "with --cluster: kubeconfig file (default $KUBECONFIG, then ~/.kube/config)")
+	history := flags.Bool("history", false, "with --cluster: print the key history (every key that signed, with its validity), for custos verify --keys")
 	flags.Usage = func() {
 		fmt.Fprintln(flags.Output(), `Usage: custos pubkey <private key PEM> [--keyid]
        custos pubkey --cluster [--namespace custos-system] [--kubeconfig PATH] [--keyid]
@@ -34,11 +35,14 @@ is only as trustworthy as the cluster: compare its keyid with one obtained over 
 		if len(pos) != 0 {
 			return usageError(stderr, "pubkey --cluster takes no file, got %q", pos)
 		}
+		if *history {
+			return historyFromCluster(*namespace, *kubeconfig, stdout, stderr)
+		}
 		return pubkeyFromCluster(*namespace, *kubeconfig, *keyID, stdout, stderr)
 	}
 	clusterOnly := ""
 	flags.Visit(func(f *flag.Flag) {
-		if f.Name == "namespace" || f.Name == "kubeconfig" {
+		if f.Name == "namespace" || f.Name == "kubeconfig" || f.Name == "history" {
 			clusterOnly = f.Name
 		}
 	})
@@ -101,4 +105,29 @@ func pubkeyFromCluster(namespace, kubeconfig string, keyID bool, stdout, stderr 
 	fmt.Fprintf(stderr, "custos: public key published in %s, keyid %s; compare the keyid with one obtained over another channel\n",
 		where, evidence.KeyID(pub))
 	return printPublicKey(pub, keyID, stdout, stderr)
+}
+
+// historyFromCluster prints the published key history (history.json), checked.
+func historyFromCluster(namespace, kubeconfig string, stdout, stderr io.Writer) int {
+	cl, err := connect(kubeconfig)
+	if err != nil {
+		return usageError(stderr, "%v", err)
+	}
+	cm, err := cl.publishedKey(context.Background(), namespace)
+	if err != nil {
+		return usageError(stderr, "%v", err)
+	}
+	raw, ok := cm.Data["history.json"]
+	if !ok {
+		fmt.Fprintf(stderr, "custos: ConfigMap %s/%s has no history.json (a manager before key histories): use --key with its %s\n", namespace, signingKeyName, signingKeyPublic)
+		return exitFailed
+	}
+	h, err := evidence.ParseKeyHistory([]byte(raw))
+	if err != nil {
+		fmt.Fprintf(stderr, "custos: ConfigMap %s/%s: %v\n", namespace, signingKeyName, err)
+		return exitFailed
+	}
+	fmt.Fprintf(stderr, "custos: %d key(s) published in ConfigMap %s/%s; compare their keyids with ones obtained over another channel\n", len(h), namespace, signingKeyName)
+	_, _ = stdout.Write(h.Marshal())
+	return exitOK
 }

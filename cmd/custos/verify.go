@@ -27,16 +27,20 @@ type certificate struct {
 	label string
 	env   evidence.Envelope
 	spec  *v1alpha1.DestructionCertificateSpec
+	// validAt and validity come from the key history: the key must have been in use at the issue time.
+	validAt  func(time.Time) error
+	validity string
 }
 
 func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("custos verify", flag.ContinueOnError)
-	keyFile := flags.String("key", "", "the signer's Ed25519 public key, PEM (required)")
+	keyFile := flags.String("key", "", "the signer's Ed25519 public key, PEM (this or --keys is required)")
+	keysFile := flags.String("keys", "", "the processor's key history (history.json of ConfigMap custos-signing-key, or that ConfigMap as YAML/JSON): the key is picked by the certificate's keyid and must have been in use when it was issued")
 	auditFile := flags.String("audit", "", "the tenant's audit trail as JSON lines: check it and that its head is the certificate's")
 	var artefacts stringList
 	flags.Var(&artefacts, "artefact", "a file the certificate should commit to (e.g. the export bag): its sha256 must be a subject (repeatable)")
 	flags.Usage = func() {
-		fmt.Fprintln(flags.Output(), "Usage: custos verify <certificate file> --key <public key PEM> [--audit <file>] [--artefact <file>]...")
+		fmt.Fprintln(flags.Output(), "Usage: custos verify <certificate file> (--key <public key PEM> | --keys <key history>) [--audit <file>] [--artefact <file>]...")
 		flags.PrintDefaults()
 	}
 	pos, code, ok := parseArgs(flags, args, stderr)
@@ -46,16 +50,28 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return usageError(stderr, "verify takes one certificate file, got %d arguments", len(pos))
 	}
-	if *keyFile == "" {
-		return usageError(stderr, "verify needs --key <public key PEM> (the key the processor published)")
+	if *keyFile == "" && *keysFile == "" {
+		return usageError(stderr, "verify needs --key <public key PEM> or --keys <key history> (what the processor published)")
 	}
-	keyPEM, err := os.ReadFile(*keyFile)
-	if err != nil {
-		return usageError(stderr, "reading the public key: %v", err)
+	var pub ed25519.PublicKey
+	var history evidence.KeyHistory
+	if *keyFile != "" {
+		keyPEM, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return usageError(stderr, "reading the public key: %v", err)
+		}
+		if pub, err = evidence.ParsePublicKey(keyPEM); err != nil {
+			return usageError(stderr, "%s is not an Ed25519 public key: %v", *keyFile, err)
+		}
 	}
-	pub, err := evidence.ParsePublicKey(keyPEM)
-	if err != nil {
-		return usageError(stderr, "%s is not an Ed25519 public key: %v", *keyFile, err)
+	if *keysFile != "" {
+		raw, err := readInput(*keysFile)
+		if err != nil {
+			return usageError(stderr, "reading the key history: %v", err)
+		}
+		if history, err = readKeyHistory(raw); err != nil {
+			return usageError(stderr, "%s: %v", *keysFile, err)
+		}
 	}
 	data, err := readInput(pos[0])
 	if err != nil {
@@ -98,7 +114,23 @@ func cmdVerify(args []string, stdout, stderr io.Writer) int {
 		if c.label == "" {
 			c.label = "DSSE envelope " + pos[0]
 		}
-		failures := verifyOne(stdout, c, pub, audit, *auditFile, artefacts, digests)
+		key, validity := pub, ""
+		if history != nil {
+			k, hpub, err := history.KeyFor(c.env)
+			if err != nil {
+				fmt.Fprintf(stdout, "%s\n  signature       NOT VALID: %v\n\nNOT VERIFIED: 1 failure(s)\n  - signature: %v\n", c.label, err, err)
+				result = exitFailed
+				continue
+			}
+			if pub != nil && !pub.Equal(hpub) {
+				fmt.Fprintf(stdout, "%s\n  note            --key is not the key that signed; the history's key %s is used\n", c.label, k.KeyID)
+			}
+			key = hpub
+			validity = fmt.Sprintf("in use from %s to %s", when(k.ValidFrom), untilText(k.ValidUntil))
+			c.validAt = k.ValidAt
+		}
+		c.validity = validity
+		failures := verifyOne(stdout, c, key, audit, *auditFile, artefacts, digests)
 		if len(failures) == 0 {
 			fmt.Fprintln(stdout, "\nVERIFIED")
 			continue
@@ -135,6 +167,14 @@ func verifyOne(w io.Writer, c certificate, pub ed25519.PublicKey, audit []eviden
 		return []string{"signature: " + err.Error()}
 	}
 	fmt.Fprintf(w, "  signature       Ed25519, key %s: valid\n", evidence.KeyID(pub))
+	if c.validity != "" {
+		fmt.Fprintf(w, "  key history     key %s\n", c.validity)
+	}
+	if c.validAt != nil {
+		if err := c.validAt(st.Predicate.IssuedAt); err != nil {
+			failures = append(failures, "key history: "+err.Error())
+		}
+	}
 	printStatement(w, st)
 
 	if auditFile != "" {
@@ -163,6 +203,9 @@ func verifyOne(w io.Writer, c certificate, pub ed25519.PublicKey, audit []eviden
 					fmt.Fprintf(w, " %d %s", e.Seq, e.Action)
 				}
 				fmt.Fprintln(w)
+			}
+			if want >= 1 && n >= want {
+				failures = append(failures, checkHolds(st, audit[:want], auditFile)...)
 			}
 		}
 	}
@@ -373,4 +416,61 @@ func sha256File(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// checkHolds compares the certificate's legal hold with the holds the trail records up to the certificate's head:
+// the certificate names the latest, and no location was destroyed while any was in place.
+func checkHolds(st evidence.Statement, trail []evidence.Entry, auditFile string) []string {
+	var out []string
+	holds := evidence.LegalHolds(trail)
+	last, _ := evidence.LastHold(holds)
+	got := st.Predicate.LegalHold
+	switch {
+	case last == nil && got != nil:
+		out = append(out, fmt.Sprintf("the certificate names legal hold %q, but the audit trail %s records none", got.Reason, auditFile))
+	case last != nil && got == nil:
+		out = append(out, fmt.Sprintf("the audit trail %s records legal hold %q (set %s), but the certificate names none", auditFile, last.Reason, when(last.SetAt)))
+	case last != nil && (got.Reason != last.Reason || !got.SetAt.Equal(last.SetAt.UTC().Truncate(time.Second)) || !got.LiftedAt.Equal(last.LiftedAt.UTC().Truncate(time.Second))):
+		out = append(out, fmt.Sprintf("the certificate's legal hold (%q, set %s, lifted %s) is not the trail's latest (%q, set %s, lifted %s)",
+			got.Reason, when(got.SetAt), when(got.LiftedAt), last.Reason, when(last.SetAt), when(last.LiftedAt)))
+	}
+	for _, p := range evidence.HoldProblems(holds, st.Predicate.Locations) {
+		out = append(out, "audit trail "+auditFile+": "+p)
+	}
+	return out
+}
+
+func untilText(t time.Time) string {
+	if t.IsZero() {
+		return "now (the key in use)"
+	}
+	return when(t)
+}
+
+// readKeyHistory reads history.json, or the ConfigMap custos-signing-key (YAML or JSON) that holds it.
+func readKeyHistory(raw []byte) (evidence.KeyHistory, error) {
+	if h, err := evidence.ParseKeyHistory(bytes.TrimSpace(raw)); err == nil {
+		return h, nil
+	} else if bytes.HasPrefix(bytes.TrimSpace(raw), []byte("[")) {
+		return nil, err
+	}
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("neither a key history (JSON) nor a ConfigMap: %w", err)
+	}
+	var cm struct {
+		Kind string            `json:"kind"`
+		Data map[string]string `json:"data"`
+	}
+	if err := json.Unmarshal(js, &cm); err != nil || cm.Kind != "ConfigMap" {
+		return nil, errors.New("neither a key history (JSON list) nor a ConfigMap")
+	}
+	if h, ok := cm.Data["history.json"]; ok {
+		return evidence.ParseKeyHistory([]byte(h))
+	}
+	pub, err := evidence.ParsePublicKey([]byte(cm.Data["public.pem"]))
+	if err != nil {
+		return nil, fmt.Errorf("the ConfigMap has no history.json and no usable public.pem: %w", err)
+	}
+	return evidence.KeyHistory{{KeyID: evidence.KeyID(pub), PublicKey: cm.Data["public.pem"]}}, nil
 }

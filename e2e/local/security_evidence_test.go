@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -22,6 +23,7 @@ import (
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/controllers"
 	"github.com/custos-io/custos/internal/evidence"
+	"github.com/custos-io/custos/internal/runner"
 	"github.com/custos-io/custos/internal/testharness"
 )
 
@@ -71,7 +73,10 @@ var _ = Describe("Evidence: the audit trail", Ordered, Label("integration", "sec
 		policy  = "evidence-every-minute"
 		server  = "evidence-pg"
 	)
-	var offsiteSrv *testharness.RestServer
+	var (
+		offsiteSrv *testharness.RestServer
+		lost       *losingRunner
+	)
 
 	BeforeAll(func(ctx SpecContext) {
 		var err error
@@ -84,9 +89,129 @@ var _ = Describe("Evidence: the audit trail", Ordered, Label("integration", "sec
 			Spec: custosv1alpha1.BackupLocationSpec{URL: offsiteSrv.URL, Jurisdiction: "DE"}})
 		everyMinutePolicy(ctx, policy, primary, offsite)
 		databaseServerFor(ctx, server, pg, "NL")
-		// One entry per segment, so a trail of a few entries has a first, middle and last segment.
-		mgr := startManager(func(o *controllers.Options) { o.AuditSegmentBytes = 1 })
+		nsCtx, stopNS := context.WithCancel(context.Background())
+		go finalizeNamespaces(nsCtx)
+		DeferCleanup(stopNS)
+		// One entry per segment, so a trail of a few entries has a first, middle and last segment. The runner loses
+		// the first result of a Shred at the primary location of tenants named evidence-shred-*, as a crash between
+		// the Shred and the status write would.
+		mgr := startManager(func(o *controllers.Options) {
+			o.AuditSegmentBytes = 1
+			o.WrapRunner = func(r runner.Runner) runner.Runner {
+				lost = &losingRunner{Runner: r, match: "/" + controllers.KindShred + "/" + primary + "/", tenantPrefix: "evidence-shred-"}
+				return lost
+			}
+		})
 		DeferCleanup(func() { mgr.stop() })
+	})
+
+	It("names the repository a Shred destroyed although its outcome was lost before it reached status", func(ctx SpecContext) {
+		t := newTenant("evidence-shred")
+		t.Spec.RetentionPolicyRef.Name = policy
+		t.Spec.Database.ServerRef.Name = server
+		t.Spec.Exit = custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred}
+		Expect(k8s.Create(ctx, t)).To(Succeed())
+		DeferCleanup(func() {
+			if CurrentSpecReport().Failed() {
+				b, _ := yaml.Marshal(t.Status)
+				AddReportEntry("tenant status", string(b))
+			}
+		})
+		expectReady(ctx, t)
+		repoID := ""
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			for _, b := range t.Status.Backups {
+				if b.Location == primary && b.Snapshots > 0 {
+					repoID = b.RepositoryID
+				}
+			}
+			g.Expect(repoID).NotTo(BeEmpty(), "a snapshot at the primary location")
+		}).WithTimeout(3 * time.Minute).WithPolling(2 * time.Second).Should(Succeed())
+
+		By("ending the contract; the first Shred at the primary location destroys the repository and its result is lost")
+		updateSpec(ctx, t, func() { t.Spec.Contract.End = &metav1.Time{Time: time.Now().Add(-time.Second).Truncate(time.Second)} })
+		Eventually(func(g Gomega) custosv1alpha1.TenantPhase {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			return t.Status.Phase
+		}).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Equal(custosv1alpha1.TenantDestroyed))
+		Expect(lost.dropped()).To(ContainElement(HavePrefix(t.Name+"/")), "the first Shred's result was lost")
+
+		By("reading the certificate: the primary repository is named by the id recorded before the Shred")
+		cert := &custosv1alpha1.DestructionCertificate{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: t.Status.Exit.CertificateRef.Name}, cert)).To(Succeed())
+		var cm corev1.ConfigMap
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: controllers.SigningKeyName}, &cm)).To(Succeed())
+		h, err := evidence.ParseKeyHistory([]byte(cm.Data["history.json"]))
+		Expect(err).NotTo(HaveOccurred())
+		env := evidence.EnvelopeFromAPI(cert.Spec.Envelope)
+		_, pub, err := h.KeyFor(env)
+		Expect(err).NotTo(HaveOccurred())
+		st, err := evidence.Verify(env, pub)
+		Expect(err).NotTo(HaveOccurred())
+		var repo *evidence.Location
+		for i, l := range st.Predicate.Locations {
+			if l.Kind == evidence.KindRepository && l.Location == primary {
+				repo = &st.Predicate.Locations[i]
+			}
+		}
+		Expect(repo).NotTo(BeNil())
+		Expect(repo.Identifier).To(ContainSubstring(repoID))
+		Expect(repo.Identifier).NotTo(ContainSubstring("no repository existed"))
+		Expect(t.Status.Exit.ShredIntents).To(ContainElement(And(HaveField("Location", primary), HaveField("RepositoryID", repoID))))
+	})
+
+	It("names the legal hold the trail records on the certificate, set and lifted before the destruction", func(ctx SpecContext) {
+		t := newTenant("evidence-hold")
+		t.Spec.RetentionPolicyRef.Name = policy
+		t.Spec.Database.ServerRef.Name = server
+		t.Spec.Exit = custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred}
+		Expect(k8s.Create(ctx, t)).To(Succeed())
+		DeferCleanup(func() {
+			if CurrentSpecReport().Failed() {
+				b, _ := yaml.Marshal(t.Status)
+				AddReportEntry("tenant status", string(b))
+			}
+		})
+		expectReady(ctx, t)
+
+		By("holding the tenant and ending its contract: the exit stops before any destruction")
+		updateSpec(ctx, t, func() {
+			t.Spec.LegalHold = &custosv1alpha1.LegalHold{Reason: "court order 2026/17"}
+			t.Spec.Contract.End = &metav1.Time{Time: time.Now().Add(-time.Second).Truncate(time.Second)}
+		})
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			g.Expect(condOf(t, custosv1alpha1.ConditionLegalHold)).To(haveStatus(metav1.ConditionTrue, custosv1alpha1.ReasonLegalHoldActive))
+		}).WithTimeout(time.Minute).Should(Succeed())
+
+		By("lifting the hold: the exit goes on to Destroyed")
+		updateSpec(ctx, t, func() { t.Spec.LegalHold = nil })
+		Eventually(func(g Gomega) custosv1alpha1.TenantPhase {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			return t.Status.Phase
+		}).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Equal(custosv1alpha1.TenantDestroyed))
+
+		By("reading the hold on the signed certificate, verified by keyid from the published key history")
+		cert := &custosv1alpha1.DestructionCertificate{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: t.Status.Exit.CertificateRef.Name}, cert)).To(Succeed())
+		var cm corev1.ConfigMap
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: controllers.SigningKeyName}, &cm)).To(Succeed())
+		h, err := evidence.ParseKeyHistory([]byte(cm.Data["history.json"]))
+		Expect(err).NotTo(HaveOccurred())
+		env := evidence.EnvelopeFromAPI(cert.Spec.Envelope)
+		_, pub, err := h.KeyFor(env)
+		Expect(err).NotTo(HaveOccurred())
+		st, err := evidence.Verify(env, pub)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(evidence.CheckComplete(st)).To(BeEmpty())
+		Expect(st.Predicate.LegalHold).NotTo(BeNil(), "the certificate names the hold the trail records")
+		Expect(st.Predicate.LegalHold.Reason).To(Equal("court order 2026/17"))
+		Expect(st.Predicate.LegalHold.SetAt).NotTo(BeZero())
+		Expect(st.Predicate.LegalHold.LiftedAt).NotTo(BeZero())
+		for _, l := range st.Predicate.Locations {
+			Expect(l.StartedAt).NotTo(BeTemporally("<", st.Predicate.LegalHold.LiftedAt), "%s %s destroyed after the hold was lifted", l.Kind, l.Identifier)
+		}
 	})
 
 	It("detects a deleted middle segment, refuses to append (no fork), names the gap, and goes on once it is restored", func(ctx SpecContext) {
@@ -114,7 +239,7 @@ var _ = Describe("Evidence: the audit trail", Ordered, Label("integration", "sec
 			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
 			g.Expect(t.Status.AuditLength).To(BeEquivalentTo(len(all)), "status shows the trail's length")
 			g.Expect(t.Status.AuditHead).To(Equal("sha256:" + all[len(all)-1].Hash))
-		}).Should(Succeed())
+		}).WithTimeout(30 * time.Second).WithPolling(time.Second).Should(Succeed())
 
 		By("deleting segment 2")
 		removed := before[2]
@@ -247,7 +372,7 @@ var _ = Describe("Evidence: the signing key history", Label("integration", "secu
 		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: controllers.SigningKeyName}})).To(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SigningKeyName}, &corev1.Secret{}))
-		}).Should(BeTrue())
+		}).WithTimeout(10 * time.Second).Should(BeTrue())
 
 		By("a manager without the flag refuses, names the key in use and the way out, and replaces nothing")
 		_, err = keys(false).Key(ctx)
@@ -292,9 +417,40 @@ var _ = Describe("Evidence: the signing key history", Label("integration", "secu
 		Eventually(func() error {
 			return k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: controllers.SigningKeyName},
 				Data: map[string][]byte{"ed25519.pem": pem}})
-		}).Should(Succeed())
+		}).WithTimeout(10 * time.Second).Should(Succeed())
 		_, err = keys(false).Key(ctx)
 		Expect(err).To(MatchError(ContainSubstring("certificates were signed with key " + evidence.KeyID(first.Public().(ed25519.PublicKey)))))
 		Expect(history(ctx)).To(HaveLen(1))
 	})
 })
+
+// losingRunner loses the first result of tasks whose key contains match (for tenants named tenantPrefix*), as a
+// manager that crashed after the task and before its status write would: the task ran, its outcome is gone, and
+// the next Submit runs it again.
+type losingRunner struct {
+	runner.Runner
+	match, tenantPrefix string
+	mu                  sync.Mutex
+	lost                []string
+}
+
+func (l *losingRunner) Result(key string) (runner.Result, bool) {
+	res, ok := l.Runner.Result(key)
+	if !ok || !strings.HasPrefix(key, l.tenantPrefix) || !strings.Contains(key, l.match) {
+		return res, ok
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if slices.Contains(l.lost, key) {
+		return res, ok
+	}
+	l.lost = append(l.lost, key)
+	l.Runner.Forget(key)
+	return runner.Result{}, false
+}
+
+func (l *losingRunner) dropped() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lost)
+}

@@ -7,7 +7,7 @@ import (
 
 // LegalHolds reads the legal holds of a tenant from its audit trail: each LegalHoldSet entry opens a hold (its
 // detail's reason and until), the next LegalHoldLifted closes it. A hold still open at the end of the trail has a
-// zero LiftedAt. A LegalHoldSet while a hold is open (a changed hold) closes nothing: the open hold keeps its
+// zero LiftedAt, unless its until date is not after the trail's last entry (then it ended at until). A LegalHoldSet while a hold is open (a changed hold) closes nothing: the open hold keeps its
 // start and takes the new reason.
 func LegalHolds(entries []Entry) []LegalHold {
 	var out []LegalHold
@@ -31,6 +31,10 @@ func LegalHolds(entries []Entry) []LegalHold {
 				open = -1
 			}
 		}
+	}
+	// A hold with an until date that the trail has passed ended then, even when no LegalHoldLifted was written.
+	if open >= 0 && !out[open].Until.IsZero() && len(entries) > 0 && !entries[len(entries)-1].Time.Before(out[open].Until) {
+		out[open].LiftedAt = out[open].Until
 	}
 	return out
 }

@@ -36,6 +36,13 @@ var _ = g.Describe("legal holds from the audit trail", func() {
 		Expect(notes).To(ConsistOf(ContainSubstring(`"case 1"`)))
 	})
 
+	g.It("ends an open hold at its until date once the trail has passed it", func() {
+		holds := LegalHolds(trail(set("2026-03-01T00:00:00Z", "case 3"), Entry{Time: at("2026-07-01T00:00:00Z"), Action: ActionSuspended}))
+		Expect(holds).To(HaveLen(1))
+		Expect(holds[0].LiftedAt).To(Equal(at("2026-06-01T00:00:00Z")))
+		Expect(LegalHolds(trail(set("2026-03-01T00:00:00Z", "case 3")))[0].LiftedAt).To(BeZero())
+	})
+
 	g.It("finds a hold never lifted and a destruction during a hold, but not a hold between two steps", func() {
 		locs := Normalize(complete()).Predicate.Locations // destroyed from 2026-04-01T10:00:00Z on
 		Expect(HoldProblems(LegalHolds(trail(set("2026-04-01T10:00:00Z", "open"))), locs)).To(ConsistOf(ContainSubstring("never lifted")))

@@ -52,6 +52,9 @@ func (h TrailHead) String() string {
 	if h.Empty() {
 		return "an empty trail"
 	}
+	if h.Segment == 0 {
+		return fmt.Sprintf("entry %d (hash %s)", h.Length, short(h.Hash))
+	}
 	return fmt.Sprintf("entry %d (hash %s) in segment %d (%s)", h.Length, short(h.Hash), h.Segment, h.SegmentName)
 }
 
