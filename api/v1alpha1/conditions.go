@@ -37,10 +37,13 @@ const (
 	ReasonAuthenticationFailed = "AuthenticationFailed"
 	ReasonTLSFailed            = "TLSFailed"
 	ReasonSecretMissing        = "SecretMissing"
-	ReasonNamespaceNotOwned    = "NamespaceNotOwned"
-	ReasonDatabaseNotOwned     = "DatabaseNotOwned"
-	ReasonLegalHoldActive      = "LegalHoldActive"
-	ReasonLegalHoldExpired     = "LegalHoldExpired"
+	// ReasonSecretNotBound: the credentials Secret does not name the object in its custos.io/credentials-for
+	// annotation, so custos does not send it.
+	ReasonSecretNotBound    = "SecretNotBound"
+	ReasonNamespaceNotOwned = "NamespaceNotOwned"
+	ReasonDatabaseNotOwned  = "DatabaseNotOwned"
+	ReasonLegalHoldActive   = "LegalHoldActive"
+	ReasonLegalHoldExpired  = "LegalHoldExpired"
 )
 
 // Labels and annotations custos puts on what it creates.
@@ -49,4 +52,9 @@ const (
 	LabelTenant = "custos.io/tenant"
 	// LabelManagedBy is the standard managed-by label; its value is "custos".
 	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// AnnotationCredentialsFor is put on a credentials Secret in the manager's namespace by the platform team: a
+	// comma-separated list of the objects allowed to use it, each Kind/name ("BackupLocation/offsite-fra",
+	// "DatabaseServer/pg-ams-1"). custos sends a Secret's credentials only to a BackupLocation or DatabaseServer the
+	// annotation names: naming a Secret in spec is not enough to get hold of it.
+	AnnotationCredentialsFor = "custos.io/credentials-for"
 )

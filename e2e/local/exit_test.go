@@ -89,7 +89,7 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: offsiteName},
 			Spec: custosv1alpha1.BackupLocationSpec{URL: offsiteSrv.URL, Jurisdiction: "DE"}})
 		every := custosv1alpha1.Schedule{Cron: "* * * * *", TimeZone: "UTC"}
-		for name, keep := range map[string]custosv1alpha1.Duration{shredPolicy: "30d", shortPolicy: "3m", ackPolicy: "30d"} {
+		for name, keep := range map[string]custosv1alpha1.Duration{shredPolicy: "30d", shortPolicy: "24h", ackPolicy: "30d"} {
 			p := &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: custosv1alpha1.RetentionPolicySpec{
 				Primary: custosv1alpha1.ObjectReference{Name: primaryName}, Offsite: &custosv1alpha1.ObjectReference{Name: offsiteName},
 				Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: keep, MaxSnapshotAge: "26h",
@@ -490,9 +490,11 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 				newest = lb.Newest.Time
 			}
 		}
-		Expect(t.Status.Exit.BackupsGoneBy.Time).To(BeTemporally("~", newest.Add(3*time.Minute), time.Second))
+		Expect(t.Status.Exit.BackupsGoneBy.Time).To(BeTemporally("~", newest.Add(24*time.Hour), time.Second))
 		Expect(t.Status.Exit.LiveDataPurgedAt).NotTo(BeNil())
 		Expect(primaryDirOf(primaryDir, t)).To(BeADirectory(), "the repository waits for its deadline")
+		By("a day passing on the manager's clock (keepWithin is at least 24h)")
+		mgr.clock.Advance(24 * time.Hour)
 		Eventually(phase(ctx, t)).WithTimeout(5 * time.Minute).WithPolling(2 * time.Second).Should(Equal(custosv1alpha1.TenantDestroyed))
 		Expect(t.Status.Exit.DestroyedAt.Time).To(BeTemporally(">=", t.Status.Exit.BackupsGoneBy.Time))
 		expectDestroyed(ctx, t, oid)
