@@ -179,7 +179,8 @@ func run(keep, fetch bool, ginkgoArgs []string) (code int, err error) {
 			Primary: custosv1alpha1.ObjectReference{Name: "e2e-primary"}, Offsite: &custosv1alpha1.ObjectReference{Name: "e2e-offsite"},
 			Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: "90d", MaxSnapshotAge: "26h",
 			AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"}}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: serverName + "-admin", Namespace: managerNamespace},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: serverName + "-admin", Namespace: managerNamespace,
+			Annotations: map[string]string{custosv1alpha1.AnnotationCredentialsFor: "DatabaseServer/" + serverName}},
 			StringData: map[string]string{"username": pg.User, "password": pg.Password}},
 		&custosv1alpha1.DatabaseServer{ObjectMeta: metav1.ObjectMeta{Name: serverName}, Spec: custosv1alpha1.DatabaseServerSpec{
 			Host: pg.Host, Port: int32(pg.Port), SSLMode: "disable", Jurisdiction: "NL",
