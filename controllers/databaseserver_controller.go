@@ -84,6 +84,10 @@ func (r *DatabaseServerReconciler) check(ctx context.Context, s *custosv1alpha1.
 	if errors.As(err, &secErr) {
 		return false, custosv1alpha1.ReasonSecretMissing, secErr.Error(), ""
 	}
+	var notBound *errSecretNotBound
+	if errors.As(err, &notBound) {
+		return false, custosv1alpha1.ReasonSecretNotBound, notBound.Error(), ""
+	}
 	if err != nil {
 		return false, custosv1alpha1.ReasonUnreachable, err.Error(), ""
 	}

@@ -55,15 +55,11 @@ func resolveBackend(ctx context.Context, r client.Reader, namespace string, bl *
 	if ref := bl.Spec.CredentialsSecretRef; ref != nil {
 		switch b.kind {
 		case "rest":
-			user, err := secretKey(ctx, r, namespace, ref.Name, "username")
+			creds, err := credentialsSecret(ctx, r, namespace, ref.Name, "BackupLocation/"+bl.Name, "username", "password")
 			if err != nil {
 				return b, err
 			}
-			pass, err := secretKey(ctx, r, namespace, ref.Name, "password")
-			if err != nil {
-				return b, err
-			}
-			b.user, b.pass = string(user), string(pass)
+			b.user, b.pass = string(creds["username"]), string(creds["password"])
 			pu, err := url.Parse(strings.TrimPrefix(u, "rest:"))
 			if err != nil {
 				return b, err
@@ -71,12 +67,13 @@ func resolveBackend(ctx context.Context, r client.Reader, namespace string, bl *
 			pu.User = url.UserPassword(b.user, b.pass)
 			b.base = "rest:" + pu.String()
 		case "s3":
-			for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
-				v, err := secretKey(ctx, r, namespace, ref.Name, k)
-				if err != nil {
-					return b, err
-				}
-				b.env = append(b.env, k+"="+string(v))
+			keys := []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+			creds, err := credentialsSecret(ctx, r, namespace, ref.Name, "BackupLocation/"+bl.Name, keys...)
+			if err != nil {
+				return b, err
+			}
+			for _, k := range keys {
+				b.env = append(b.env, k+"="+string(creds[k]))
 			}
 		}
 	}
@@ -220,11 +217,14 @@ func unwrapURLError(err error) error {
 func probeReason(err error) string {
 	var pe *probeError
 	var se *errSecret
+	var nb *errSecretNotBound
 	switch {
 	case errors.As(err, &pe):
 		return pe.reason
 	case errors.As(err, &se):
 		return custosv1alpha1.ReasonSecretMissing
+	case errors.As(err, &nb):
+		return custosv1alpha1.ReasonSecretNotBound
 	}
 	return custosv1alpha1.ReasonUnreachable
 }

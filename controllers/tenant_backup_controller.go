@@ -478,7 +478,8 @@ func errorReason(err error) string {
 	}
 	var pe *probeError
 	var se *errSecret
-	if errors.As(err, &pe) || errors.As(err, &se) {
+	var nb *errSecretNotBound
+	if errors.As(err, &pe) || errors.As(err, &se) || errors.As(err, &nb) {
 		return probeReason(err)
 	}
 	return reasonTaskFailed

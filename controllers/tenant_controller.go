@@ -447,6 +447,10 @@ func (r *TenantReconciler) checkDatabaseOwnership(ctx context.Context, s *tenant
 	if errors.As(err, &secErr) {
 		return r.dbFail(s, custosv1alpha1.ReasonSecretMissing, fmt.Sprintf("DatabaseServer %q: %s", s.server.Name, secErr.Error()))
 	}
+	var notBound *errSecretNotBound
+	if errors.As(err, &notBound) {
+		return r.dbFail(s, custosv1alpha1.ReasonSecretNotBound, fmt.Sprintf("DatabaseServer %q: %s", s.server.Name, notBound.Error()))
+	}
 	if err != nil {
 		return err
 	}

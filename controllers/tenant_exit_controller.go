@@ -83,7 +83,14 @@ const (
 	defaultExitGracePeriod = 72 * time.Hour
 	// actionExitCancelled is the audit action of an exit cancelled before anything was destroyed.
 	actionExitCancelled evidence.Action = "ExitCancelled"
+	// reasonPolicyInvalid: the tenant's RetentionPolicy holds a duration the exit cannot read.
+	reasonPolicyInvalid = "PolicyInvalid"
 )
+
+// errPolicyInvalid is a RetentionPolicy value the exit cannot use; it stops the exit with a condition.
+type errPolicyInvalid struct{ msg string }
+
+func (e *errPolicyInvalid) Error() string { return e.msg }
 
 // exitScope is one reconcile's view.
 type exitScope struct {
@@ -111,7 +118,18 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	ctx = log.IntoContext(ctx, logger)
 	s := &exitScope{tenant: &t, now: now}
 	if err := r.gather(ctx, s); err != nil {
-		return ctrl.Result{}, err
+		var pe *errPolicyInvalid
+		if !errors.As(err, &pe) {
+			return ctrl.Result{}, err
+		}
+		base := t.DeepCopy()
+		msg := pe.msg + ": no exit step runs until the policy is fixed"
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reasonPolicyInvalid, msg)
+		r.Recorder.Eventf(&t, nil, corev1.EventTypeWarning, reasonPolicyInvalid, "Exit", "%s", msg)
+		if perr := r.patch(ctx, base, &t); perr != nil {
+			return ctrl.Result{}, perr
+		}
+		return ctrl.Result{RequeueAfter: r.RetryAfter}, nil
 	}
 	d := lifecycle.Next(t.Spec, t.Status, s.facts, now)
 
@@ -203,8 +221,16 @@ func (r *TenantExitReconciler) gather(ctx context.Context, s *exitScope) error {
 	var p custosv1alpha1.RetentionPolicy
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: t.Spec.RetentionPolicyRef.Name}, &p); err == nil {
 		s.policy = &p
-		s.facts.KeepWithin, _ = p.Spec.KeepWithin.Parse()
-		s.facts.AcknowledgeTimeout, _ = p.Spec.Export.AcknowledgeTimeout.Parse()
+		// An unreadable window must stop the exit, not count as 0 (which would make the backups due at once).
+		var err error
+		if s.facts.KeepWithin, err = p.Spec.KeepWithin.Parse(); err != nil {
+			return &errPolicyInvalid{fmt.Sprintf("RetentionPolicy %s: keepWithin: %v", p.Name, err)}
+		}
+		if p.Spec.Export.AcknowledgeTimeout != "" {
+			if s.facts.AcknowledgeTimeout, err = p.Spec.Export.AcknowledgeTimeout.Parse(); err != nil {
+				return &errPolicyInvalid{fmt.Sprintf("RetentionPolicy %s: export.acknowledgeTimeout: %v", p.Name, err)}
+			}
+		}
 	} else if !apierrors.IsNotFound(err) {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 )
 
 // BackupLocationSpec is a place restic repositories are kept.
+// +kubebuilder:validation:XValidation:rule="!has(self.credentialsSecretRef) || !(self.url.startsWith('rest:http://') || self.url.startsWith('s3:http://')) || self.url.matches('^(rest|s3):http://(localhost|127[.][0-9]+[.][0-9]+[.][0-9]+|[[]::1[]])(:[0-9]+)?(/|$)')",message="credentials are only sent over https: use rest:https:// or s3:https:// (with caSecretRef for a private CA); plain http with credentialsSecretRef is allowed only to the loopback host (127.0.0.1, [::1] or localhost)"
 type BackupLocationSpec struct {
 	// url is the base under which custos keeps one restic repository per tenant (<url>/<tenant>-<uid prefix>):
 	// an absolute local path (/var/backups/custos), a rest-server URL (rest:https://host:8000/custos) or an S3
@@ -20,7 +21,10 @@ type BackupLocationSpec struct {
 
 	// credentialsSecretRef names a Secret in the manager's namespace with what the backend needs: for rest-server
 	// the keys "username" and "password"; for S3 "AWS_ACCESS_KEY_ID" and "AWS_SECRET_ACCESS_KEY". Repository
-	// passwords are not kept here: each tenant's repository has its own random key.
+	// passwords are not kept here: each tenant's repository has its own random key. The Secret must name this
+	// location in its annotation custos.io/credentials-for (BackupLocation/<name>, a comma-separated list when
+	// several objects share it); until it does, the location is not Ready (reason SecretNotBound) and custos sends
+	// nothing. Credentials go only over https (or plain http to the loopback host, for a local rest-server).
 	// +optional
 	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
 

@@ -33,10 +33,12 @@ type JurisdictionSelector string
 // Duration is a positive length of time written as days, hours, minutes and seconds, largest unit first, each at
 // most once: "90d", "30d", "240h", "1d12h", "90m". Months and years are deliberately not accepted: their length
 // varies, and a retention promise must mean the same number of seconds to the operator, the auditor and restic.
+// At most 106751d (the longest span Go's time.Duration holds); Parse refuses more, so schema and controller agree.
 // +kubebuilder:validation:MinLength=2
 // +kubebuilder:validation:MaxLength=32
 // +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$')",message="must be a duration in days, hours, minutes and seconds, largest unit first, such as 90d, 240h or 1d12h (months and years are not accepted)"
 // +kubebuilder:validation:XValidation:rule="self.matches('[1-9]')",message="must be longer than zero"
+// +kubebuilder:validation:XValidation:rule="!self.matches('[0-9]{12}') && (self.matches('[0-9]+d') ? int(self.find('[0-9]+d').find('[0-9]+')) * 86400 : 0) + (self.matches('[0-9]+h') ? int(self.find('[0-9]+h').find('[0-9]+')) * 3600 : 0) + (self.matches('[0-9]+m') ? int(self.find('[0-9]+m').find('[0-9]+')) * 60 : 0) + (self.matches('[0-9]+s') ? int(self.find('[0-9]+s').find('[0-9]+')) : 0) <= 9223372036",message="must be at most 106751d (about 292 years): a longer duration cannot be represented"
 type Duration string
 
 // GraceDuration is a Duration of at least one hour with a non-zero day or hour part ("72h", "3d", "1d12h"), or

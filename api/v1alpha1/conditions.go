@@ -37,8 +37,11 @@ const (
 	ReasonAuthenticationFailed = "AuthenticationFailed"
 	ReasonTLSFailed            = "TLSFailed"
 	ReasonSecretMissing        = "SecretMissing"
-	ReasonNamespaceNotOwned    = "NamespaceNotOwned"
-	ReasonDatabaseNotOwned     = "DatabaseNotOwned"
+	// ReasonSecretNotBound: the credentials Secret does not name the object in its custos.io/credentials-for
+	// annotation, so custos does not send it.
+	ReasonSecretNotBound    = "SecretNotBound"
+	ReasonNamespaceNotOwned = "NamespaceNotOwned"
+	ReasonDatabaseNotOwned  = "DatabaseNotOwned"
 	// ReasonDatabaseMissing (DatabaseReady): the tenant's database, whose OID is recorded, is gone. custos does not
 	// make it again, takes no new snapshot and expires none until a person sets AnnotationAcceptDatabaseLoss.
 	ReasonDatabaseMissing = "DatabaseMissing"
@@ -59,6 +62,11 @@ const (
 	AnnotationAcceptDatabaseLoss = "custos.io/accept-database-loss"
 	// LabelManagedBy is the standard managed-by label; its value is "custos".
 	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// AnnotationCredentialsFor is put on a credentials Secret in the manager's namespace by the platform team: a
+	// comma-separated list of the objects allowed to use it, each Kind/name ("BackupLocation/offsite-fra",
+	// "DatabaseServer/pg-ams-1"). custos sends a Secret's credentials only to a BackupLocation or DatabaseServer the
+	// annotation names: naming a Secret in spec is not enough to get hold of it.
+	AnnotationCredentialsFor = "custos.io/credentials-for"
 )
 
 // The audit trail's condition (Tenant).

@@ -10,6 +10,7 @@ type SSLMode string
 
 // DatabaseServerSpec is a PostgreSQL server custos creates tenant databases on.
 // +kubebuilder:validation:XValidation:rule="!has(self.caSecretRef) || self.sslMode in ['verify-ca', 'verify-full']",message="caSecretRef is only used with sslMode verify-ca or verify-full"
+// +kubebuilder:validation:XValidation:rule="!has(self.sslMode) || self.sslMode in ['verify-ca', 'verify-full'] || self.host == 'localhost' || self.host == '::1' || self.host.matches('^127[.][0-9]+[.][0-9]+[.][0-9]+$')",message="sslMode disable or require would send the admin password to whoever answers at host: use verify-full (or verify-ca), with caSecretRef for a private CA; disable and require are allowed only for a server on the loopback host (127.0.0.1, ::1 or localhost)"
 type DatabaseServerSpec struct {
 	// host name or IP address of the server.
 	// +kubebuilder:validation:MinLength=1
@@ -26,7 +27,8 @@ type DatabaseServerSpec struct {
 	Port int32 `json:"port,omitempty"`
 
 	// sslMode: verify-full (the default) checks the certificate and the host name; verify-ca only the
-	// certificate; require encrypts without checking; disable is for a server on loopback only.
+	// certificate; require encrypts without checking who answers, and disable does not encrypt: both are refused
+	// unless host is the loopback host (127.0.0.1, ::1 or localhost), because the admin password is sent.
 	// +kubebuilder:default=verify-full
 	// +optional
 	SSLMode SSLMode `json:"sslMode,omitempty"`
@@ -37,7 +39,10 @@ type DatabaseServerSpec struct {
 	CASecretRef *SecretReference `json:"caSecretRef,omitempty"`
 
 	// adminCredentialsSecretRef names a Secret in the manager's namespace with keys "username" and "password" of
-	// a role with CREATEDB and CREATEROLE. It is never logged and never copied into a tenant namespace.
+	// a role with CREATEDB and CREATEROLE. It is never logged and never copied into a tenant namespace. The Secret
+	// must name this server in its annotation custos.io/credentials-for (DatabaseServer/<name>, a comma-separated
+	// list when several objects share it); until it does, the server is not Ready (reason SecretNotBound) and
+	// custos does not connect.
 	// +required
 	AdminCredentialsSecretRef SecretReference `json:"adminCredentialsSecretRef"`
 

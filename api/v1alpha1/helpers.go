@@ -41,24 +41,30 @@ func JurisdictionAdmitted(allowed []JurisdictionSelector, j Jurisdiction) bool {
 
 var durationRE = regexp.MustCompile(`^(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$`)
 
-// Parse returns the length of d. It accepts exactly what the CRD schema accepts.
+// MaxDuration is the longest Duration: the span Go's time.Duration holds, 106751d23h47m16s. The schema refuses
+// longer ones with the same limit.
+const MaxDuration = 9223372036 * time.Second
+
+// Parse returns the length of d. It accepts exactly what the CRD schema accepts; a duration longer than
+// MaxDuration is an error, never a wrapped-around or zero value.
 func (d Duration) Parse() (time.Duration, error) {
 	m := durationRE.FindStringSubmatch(string(d))
 	if m == nil || d == "" {
 		return 0, fmt.Errorf("duration %q: want days, hours, minutes and seconds such as 90d or 1d12h", string(d))
 	}
 	units := []time.Duration{24 * time.Hour, time.Hour, time.Minute, time.Second}
+	tooLarge := fmt.Errorf("duration %q is too large: at most 106751d (about 292 years)", string(d))
 	var total time.Duration
 	for i, u := range units {
 		if m[i+1] == "" {
 			continue
 		}
 		n, err := strconv.ParseInt(m[i+1], 10, 64)
-		if err != nil || n > int64((1<<63-1)/u) {
-			return 0, fmt.Errorf("duration %q: %s is too large", string(d), m[i+1])
+		if err != nil || n > int64(MaxDuration/u) {
+			return 0, tooLarge
 		}
-		if total+time.Duration(n)*u < total {
-			return 0, fmt.Errorf("duration %q is too large", string(d))
+		if time.Duration(n)*u > MaxDuration-total {
+			return 0, tooLarge
 		}
 		total += time.Duration(n) * u
 	}

@@ -38,7 +38,19 @@ var _ = Describe("Duration", func() {
 		Entry("negative", "-1d", "want days"),
 		Entry("zero", "0d0h", "longer than zero"),
 		Entry("overflow", "99999999999999d", "too large"),
+		Entry("overflow of the sum of units", "106751d24h", "too large"),
+		Entry("overflow of the sum by seconds", "106751d23h47m17s", "too large"),
+		Entry("a number past int64", "99999999999999999999s", "too large"),
 	)
+	It("accepts the longest duration the schema accepts", func() {
+		got, err := Duration("106751d23h47m16s").Parse()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got).To(Equal(time.Duration(9223372036) * time.Second))
+	})
+	It("says the limit in the error", func() {
+		_, err := Duration("200000d").Parse()
+		Expect(err).To(MatchError(ContainSubstring("at most 106751d")))
+	})
 })
 
 var _ = Describe("Jurisdictions", func() {

@@ -30,6 +30,9 @@ type RetentionPolicySpec struct {
 	// keepWithin is how long each snapshot is kept, counted from the time it was taken, in every location: "90d"
 	// for three months, "30d" for thirty days. Expiry runs on its own schedule and does not wait for new backups,
 	// so a former tenant's last snapshot is gone keepWithin after it was taken (plus at most one expiry period).
+	// At least 24h (1d): a shorter window is a typo ("1s", "90m" for "90d") that would expire every snapshot
+	// within minutes; the shortest retention agreed in practice is 30d.
+	// +kubebuilder:validation:XValidation:rule="self.matches('[0-9]{12}') || (self.matches('[0-9]+d') ? int(self.find('[0-9]+d').find('[0-9]+')) * 86400 : 0) + (self.matches('[0-9]+h') ? int(self.find('[0-9]+h').find('[0-9]+')) * 3600 : 0) + (self.matches('[0-9]+m') ? int(self.find('[0-9]+m').find('[0-9]+')) * 60 : 0) + (self.matches('[0-9]+s') ? int(self.find('[0-9]+s').find('[0-9]+')) : 0) >= 86400",message="keepWithin must be at least 24h (1d): a shorter window would expire every snapshot almost as soon as it is taken; write days, such as 30d or 90d"
 	// +required
 	KeepWithin Duration `json:"keepWithin"`
 

@@ -41,7 +41,9 @@ type TenantSpec struct {
 	// +optional
 	Limits *TenantLimits `json:"limits,omitempty"`
 
-	// owners are bound to the ClusterRole "admin" in each tenant namespace, and nowhere else.
+	// owners are bound to the ClusterRole "admin" in each tenant namespace, and nowhere else. Kubernetes' own
+	// system: users and groups (system:anonymous, system:authenticated, system:unauthenticated, …) are refused:
+	// they would make every user, or anyone at all, admin there.
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=atomic
 	// +optional
@@ -151,6 +153,8 @@ type TenantLimits struct {
 
 // TenantOwner is a subject that administers the tenant's namespaces.
 // +kubebuilder:validation:XValidation:rule="self.kind == 'ServiceAccount' ? has(self.__namespace__) : !has(self.__namespace__)",message="namespace is required for a ServiceAccount owner and not allowed for a User or Group"
+// +kubebuilder:validation:XValidation:rule="!(self.kind == 'Group' && self.name.startsWith('system:'))",message="an owner Group must not be a system: group (such as system:authenticated, system:unauthenticated or system:serviceaccounts): every user in it would be admin in the tenant's namespaces; name the tenant's own group"
+// +kubebuilder:validation:XValidation:rule="!(self.kind == 'User' && self.name.startsWith('system:'))",message="an owner User must not be a system: user (such as system:anonymous or a node or controller identity); name a person, or a service account with kind ServiceAccount"
 type TenantOwner struct {
 	// kind of subject.
 	// +kubebuilder:validation:Enum=User;Group;ServiceAccount

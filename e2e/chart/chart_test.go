@@ -124,6 +124,12 @@ var _ = Describe("helm template with the default values", func() {
 		Expect(crb.Subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Name: "custos", Namespace: defaultNamespace}))
 		objs.one("ValidatingAdmissionPolicy", "custos-tenant-deletion-guard")
 		objs.one("ValidatingAdmissionPolicyBinding", "custos-tenant-deletion-guard")
+		guard := objs.one("ValidatingAdmissionPolicy", "custos-manager-guard")
+		conds, _, _ := unstructured.NestedSlice(guard.Object, "spec", "matchConditions")
+		Expect(conds).To(HaveLen(1))
+		Expect(conds[0]).To(HaveKeyWithValue("expression",
+			"request.userInfo.username == 'system:serviceaccount:"+defaultNamespace+":custos'"), "the guard names the release's service account")
+		objs.one("ValidatingAdmissionPolicyBinding", "custos-manager-guard")
 	})
 
 	It("ships every generated CRD with --include-crds", func(ctx SpecContext) {

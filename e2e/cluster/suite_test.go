@@ -170,7 +170,7 @@ func checkPolicyAllows(p *custosv1alpha1.RetentionPolicy) {
 		keep, err := p.Spec.KeepWithin.Parse()
 		Expect(err).NotTo(HaveOccurred(), "RetentionPolicy %s: keepWithin %q", p.Name, p.Spec.KeepWithin)
 		Expect(keep).To(BeNumerically("<", cfg.disposalTimeout),
-			"CUSTOS_E2E_BACKUPS=Expire waits for the policy's keepWithin (%s) after the newest snapshot, longer than CUSTOS_E2E_DISPOSAL_TIMEOUT (%s): use Shred (the default), or a policy with a short keepWithin", p.Spec.KeepWithin, cfg.disposalTimeout)
+			"CUSTOS_E2E_BACKUPS=Expire waits for the policy's keepWithin (%s) after the newest snapshot, longer than CUSTOS_E2E_DISPOSAL_TIMEOUT (%s): use Shred (the default), or raise CUSTOS_E2E_DISPOSAL_TIMEOUT past it (keepWithin is at least 24h)", p.Spec.KeepWithin, cfg.disposalTimeout)
 	}
 	if cfg.dataReturn == custosv1alpha1.DataReturnExport {
 		if p.Spec.Export.Delivery != nil {

@@ -375,7 +375,8 @@ var _ = Describe("Backups to an S3 location", Ordered, Label("integration", "bac
 		mgr = startManager()
 		DeferCleanup(func() { mgr.stop() })
 
-		ensureObject(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: credentials, Namespace: managerNamespace},
+		ensureObject(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: credentials, Namespace: managerNamespace,
+			Annotations: map[string]string{custosv1alpha1.AnnotationCredentialsFor: "BackupLocation/" + offsiteName}},
 			StringData: map[string]string{"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": s3.SecretKey}})
 		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: primaryName},
 			Spec: custosv1alpha1.BackupLocationSpec{URL: primaryDir, Jurisdiction: "NL"}})
@@ -404,7 +405,8 @@ var _ = Describe("Backups to an S3 location", Ordered, Label("integration", "bac
 		Expect(storage.CreateS3Bucket(ctx, s3.Endpoint+"/"+bucket, s3.Env(), false)).To(Succeed())
 		Eventually(oc).WithTimeout(3 * time.Minute).Should(haveStatus(metav1.ConditionTrue, "Reachable"))
 
-		ensureObject(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: credentials + "-wrong", Namespace: managerNamespace},
+		ensureObject(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: credentials + "-wrong", Namespace: managerNamespace,
+			Annotations: map[string]string{custosv1alpha1.AnnotationCredentialsFor: "BackupLocation/s3b-wrong-keys"}},
 			StringData: map[string]string{"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": "not-the-secret-24680"}})
 		wrong := &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: "s3b-wrong-keys"},
 			Spec: custosv1alpha1.BackupLocationSpec{URL: s3.Endpoint + "/" + bucket, Jurisdiction: "DE",

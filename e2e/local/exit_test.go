@@ -89,7 +89,7 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: offsiteName},
 			Spec: custosv1alpha1.BackupLocationSpec{URL: offsiteSrv.URL, Jurisdiction: "DE"}})
 		every := custosv1alpha1.Schedule{Cron: "* * * * *", TimeZone: "UTC"}
-		for name, keep := range map[string]custosv1alpha1.Duration{shredPolicy: "30d", shortPolicy: "3m", ackPolicy: "30d"} {
+		for name, keep := range map[string]custosv1alpha1.Duration{shredPolicy: "30d", shortPolicy: "24h", ackPolicy: "30d"} {
 			// No grace period (these specs are about the steps after it) and a bag that lives 20s after its receipt
 			// (45s under shredPolicy, whose spec keeps it through a wrong receipt first): the certificate is signed
 			// once it is gone.
@@ -513,9 +513,11 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 				newest = lb.Newest.Time
 			}
 		}
-		Expect(t.Status.Exit.BackupsGoneBy.Time).To(BeTemporally("~", newest.Add(3*time.Minute), time.Second))
+		Expect(t.Status.Exit.BackupsGoneBy.Time).To(BeTemporally("~", newest.Add(24*time.Hour), time.Second))
 		Expect(t.Status.Exit.LiveDataPurgedAt).NotTo(BeNil())
 		Expect(primaryDirOf(primaryDir, t)).To(BeADirectory(), "the repository waits for its deadline")
+		By("a day passing on the manager's clock (keepWithin is at least 24h)")
+		mgr.clock.Advance(24 * time.Hour)
 		Eventually(phase(ctx, t)).WithTimeout(5 * time.Minute).WithPolling(2 * time.Second).Should(Equal(custosv1alpha1.TenantDestroyed))
 		Expect(t.Status.Exit.DestroyedAt.Time).To(BeTemporally(">=", t.Status.Exit.BackupsGoneBy.Time))
 		expectDestroyed(ctx, t, oid)

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/gomega"
@@ -20,6 +21,8 @@ const managerNamespace = "custos-system"
 type runningManager struct {
 	cancel context.CancelFunc
 	done   chan error
+	// clock is the manager's clock (unless configure set another): the wall clock, moved on by Advance.
+	clock *shiftedClock
 }
 
 // startManager runs the controllers until stop is called.
@@ -40,12 +43,14 @@ func startManager(configure ...func(*controllers.Options)) *runningManager {
 		Namespace: managerNamespace, TenantConcurrency: 4, Resync: time.Minute, RetryAfter: 2 * time.Second,
 		Programs: programs, WorkDir: workDir, TaskTimeout: 5 * time.Minute, Processor: "e-Health Hosting B.V.",
 	}
+	clk := &shiftedClock{}
+	opts.Clock = clk
 	for _, c := range configure {
 		c(&opts)
 	}
 	Expect(controllers.Setup(mgr, opts)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &runningManager{cancel: cancel, done: make(chan error, 1)}
+	m := &runningManager{cancel: cancel, done: make(chan error, 1), clock: clk}
 	go func() { m.done <- mgr.Start(ctx) }()
 	return m
 }
@@ -55,3 +60,13 @@ func (m *runningManager) stop() {
 	// Running backup tasks are interrupted (SIGINT to restic, which removes its lock) and waited for.
 	Eventually(m.done, 90*time.Second).Should(Receive(BeNil()))
 }
+
+// shiftedClock is the wall clock moved forward by Advance: a spec that must see a day pass tells the manager so,
+// instead of waiting (restic's snapshot times stay real).
+type shiftedClock struct{ offset atomic.Int64 }
+
+func (c *shiftedClock) Now() time.Time                  { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *shiftedClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
+// Advance moves the clock forward by d.
+func (c *shiftedClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }

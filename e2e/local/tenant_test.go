@@ -73,7 +73,8 @@ func ensureObject(ctx context.Context, o client.Object) {
 
 // databaseServerFor creates the admin Secret and a DatabaseServer for a PostgreSQL of the harness.
 func databaseServerFor(ctx context.Context, name string, p *testharness.Postgres, jurisdiction custosv1alpha1.Jurisdiction) {
-	ensureObject(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-admin", Namespace: managerNamespace},
+	ensureObject(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-admin", Namespace: managerNamespace,
+		Annotations: map[string]string{custosv1alpha1.AnnotationCredentialsFor: "DatabaseServer/" + name}},
 		StringData: map[string]string{"username": p.User, "password": p.Password}})
 	ensureObject(ctx, &custosv1alpha1.DatabaseServer{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: custosv1alpha1.DatabaseServerSpec{
 		Host: p.Host, Port: int32(p.Port), SSLMode: "disable", Jurisdiction: jurisdiction,
@@ -151,7 +152,8 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 	})
 
 	It("reports a wrong admin password as AuthenticationFailed without revealing it", func(ctx SpecContext) {
-		ensureObject(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "badpw-admin", Namespace: managerNamespace},
+		ensureObject(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "badpw-admin", Namespace: managerNamespace,
+			Annotations: map[string]string{custosv1alpha1.AnnotationCredentialsFor: "DatabaseServer/badpw"}},
 			StringData: map[string]string{"username": pg.User, "password": "not-the-admin-password"}})
 		s := &custosv1alpha1.DatabaseServer{ObjectMeta: metav1.ObjectMeta{Name: "badpw"}, Spec: custosv1alpha1.DatabaseServerSpec{
 			Host: pg.Host, Port: int32(pg.Port), SSLMode: "disable", Jurisdiction: "NL",
@@ -387,6 +389,7 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 
 			By("going on once the server exists")
 			t.Spec.Database.ServerRef.Name = serverName
+			bindCredentials(ctx, serverName+"-admin", "DatabaseServer/no-such-server")
 			Expect(k8s.Create(ctx, &custosv1alpha1.DatabaseServer{ObjectMeta: metav1.ObjectMeta{Name: "no-such-server"}, Spec: custosv1alpha1.DatabaseServerSpec{
 				Host: pg.Host, Port: int32(pg.Port), SSLMode: "disable", Jurisdiction: "NL",
 				AdminCredentialsSecretRef: custosv1alpha1.SecretReference{Name: serverName + "-admin"}}})).To(Succeed())
@@ -394,6 +397,7 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 		})
 
 		It("refuses a server outside the policy's jurisdictions", func(ctx SpecContext) {
+			bindCredentials(ctx, serverName+"-admin", "DatabaseServer/pg-us")
 			ensureObject(ctx, &custosv1alpha1.DatabaseServer{ObjectMeta: metav1.ObjectMeta{Name: "pg-us"}, Spec: custosv1alpha1.DatabaseServerSpec{
 				Host: pg.Host, Port: int32(pg.Port), SSLMode: "disable", Jurisdiction: "US",
 				AdminCredentialsSecretRef: custosv1alpha1.SecretReference{Name: serverName + "-admin"}}})

@@ -182,7 +182,8 @@ func run(keep, fetch bool, ginkgoArgs []string) (code int, err error) {
 			// is signed once it is gone): the suite's exit runs in minutes.
 			ExitGracePeriod: "0s", Export: custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "10s"},
 			AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"}}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: serverName + "-admin", Namespace: managerNamespace},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: serverName + "-admin", Namespace: managerNamespace,
+			Annotations: map[string]string{custosv1alpha1.AnnotationCredentialsFor: "DatabaseServer/" + serverName}},
 			StringData: map[string]string{"username": pg.User, "password": pg.Password}},
 		&custosv1alpha1.DatabaseServer{ObjectMeta: metav1.ObjectMeta{Name: serverName}, Spec: custosv1alpha1.DatabaseServerSpec{
 			Host: pg.Host, Port: int32(pg.Port), SSLMode: "disable", Jurisdiction: "NL",

@@ -41,7 +41,8 @@ func (d *demo) installPlatform(ctx context.Context) error {
 				Delivery: &custosv1alpha1.ExportDelivery{Filesystem: custosv1alpha1.FilesystemDelivery{Path: d.exportDir}}},
 			AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
 		}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: serverName + "-admin", Namespace: managerNamespace},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: serverName + "-admin", Namespace: managerNamespace,
+			Annotations: map[string]string{custosv1alpha1.AnnotationCredentialsFor: "DatabaseServer/" + serverName}},
 			StringData: map[string]string{"username": d.pg.User, "password": d.pg.Password}},
 		&custosv1alpha1.DatabaseServer{ObjectMeta: metav1.ObjectMeta{Name: serverName}, Spec: custosv1alpha1.DatabaseServerSpec{
 			Host: d.pg.Host, Port: int32(d.pg.Port), SSLMode: "disable", Jurisdiction: "NL",
@@ -57,7 +58,7 @@ func (d *demo) installPlatform(ctx context.Context) error {
 	d.say("BackupLocation %s: the offsite copy, jurisdiction DE (rest-server)", offsiteName)
 	d.say("RetentionPolicy %s: snapshot, offsite copy and expiry every minute (daily in production, so the demo is quick),", policyName)
 	d.say("  keepWithin 90d, exports delivered to %s, acknowledgeTimeout 30d, EEA only", d.exportDir)
-	d.say("DatabaseServer %s: the local PostgreSQL, jurisdiction NL; its admin Secret %s/%s-admin", serverName, managerNamespace, serverName)
+	d.say("DatabaseServer %s: the local PostgreSQL, jurisdiction NL; its admin Secret %s/%s-admin, annotated custos.io/credentials-for: DatabaseServer/%s", serverName, managerNamespace, serverName, serverName)
 
 	ready := func(name string, obj client.Object, conds func() []metav1.Condition) error {
 		return waitFor(ctx, name+" Ready", time.Minute, 250*time.Millisecond, func(ctx context.Context) (bool, string, error) {

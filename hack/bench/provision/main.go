@@ -110,7 +110,8 @@ func run(n int, quiet time.Duration, concurrency, qps int) error {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pg-admin", Namespace: ns},
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pg-admin", Namespace: ns,
+		Annotations: map[string]string{custosv1alpha1.AnnotationCredentialsFor: "DatabaseServer/pg"}},
 		StringData: map[string]string{"username": pg.User, "password": pg.Password}}); err != nil {
 		return err
 	}
