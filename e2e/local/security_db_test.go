@@ -334,6 +334,10 @@ var _ = Describe("Database security", Ordered, Label("integration", "security", 
 			var ok bool
 			return conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citext')").Scan(&ok) == nil && ok
 		}).WithTimeout(2*time.Minute).Should(BeTrue(), "the extension check ran and made citext")
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
+			g.Expect(t.Status.ObservedGeneration).To(Equal(t.Generation))
+		}).WithTimeout(time.Minute).Should(Succeed())
 		expectReady(ctx, t)
 		conn, err := pgx.Connect(ctx, pg.URL(role))
 		Expect(err).NotTo(HaveOccurred())
