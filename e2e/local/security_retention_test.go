@@ -78,7 +78,7 @@ func auditActions(ctx context.Context, t *custosv1alpha1.Tenant) func(Gomega) []
 	}
 }
 
-var _ = Describe("Retention that holds", Ordered, Label("integration", "backups", "security"), func() {
+var _ = Describe("Retention that holds", Ordered, ContinueOnFailure, Label("integration", "backups", "security"), func() {
 	const (
 		locA      = "sr-a"
 		locB      = "sr-b"
