@@ -215,11 +215,13 @@ var _ = Describe("Retention that holds", Ordered, ContinueOnFailure, Label("inte
 
 	It("keeps expiring a location taken out of the policy until it holds no snapshot", func(ctx SpecContext) {
 		r := repoAt(ctx, tenant, locA)
-		Expect(slotsOf(ctx, r, tenant.Name)).NotTo(BeEmpty(), "the old location holds the tenant's kept slot")
 		By("pointing the policy at a new location, as the guide says to change a location's URL")
 		p := &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy}}
 		updateSpec(ctx, p, func() { p.Spec.Primary.Name = locB })
 		Eventually(locationStatusOf(ctx, tenant, locB)).WithTimeout(2 * time.Minute).Should(HaveField("Snapshots", BeNumerically(">=", 1)))
+		By("finding snapshots past the window in the old location after the change")
+		stale := backdateSnapshot(ctx, r, tenant.Name, 50*24*time.Hour)
+		Expect(snapshotIDs(ctx, r, tenant.Name)).To(ContainElement(stale))
 
 		Eventually(func() map[string][]string { return slotsOf(ctx, r, tenant.Name) }).
 			WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(BeEmpty(), "the retired repository is expired to empty")
