@@ -88,6 +88,7 @@ var _ = Describe("Evidence: the audit trail", Ordered, Label("integration", "sec
 		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: offsite},
 			Spec: custosv1alpha1.BackupLocationSpec{URL: offsiteSrv.URL, Jurisdiction: "DE"}})
 		everyMinutePolicy(ctx, policy, primary, offsite)
+		ensureObject(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}})
 		databaseServerFor(ctx, server, pg, "NL")
 		nsCtx, stopNS := context.WithCancel(context.Background())
 		go finalizeNamespaces(nsCtx)
