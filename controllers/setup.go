@@ -54,6 +54,9 @@ type Options struct {
 	// SigningKeySecret names the Secret (manager's namespace) with the certificate signing key; empty:
 	// SigningKeyName.
 	SigningKeySecret string
+	// NamespaceStuckAfter is how long a tenant namespace the exit deletes may take to go before the exit reports
+	// what holds it; 2 minutes when zero.
+	NamespaceStuckAfter time.Duration
 }
 
 // Permissions the manager needs whatever controllers run: leader election and Events.
@@ -173,7 +176,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	return (&TenantExitReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-exit"),
 		Clock: opts.Clock, Namespace: opts.Namespace, Pools: pools, Runner: run, Done: exitDone, RetryAfter: opts.RetryAfter,
-		ExportDir: opts.ExportDir, Processor: opts.Processor, Keys: keys,
+		ExportDir: opts.ExportDir, Processor: opts.Processor, Keys: keys, NamespaceStuckAfter: opts.NamespaceStuckAfter,
 		Audit: audit,
 	}).SetupWithManager(mgr, opts.TenantConcurrency)
 }
