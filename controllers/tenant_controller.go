@@ -348,6 +348,11 @@ func (r *TenantReconciler) serverIPs(ctx context.Context, host string) ([]net.IP
 func (r *TenantReconciler) ensureInNamespace(ctx context.Context, s *tenantScope, ns string, serverIPs []net.IP, keepDBPolicy bool) error {
 	t := s.tenant
 	labels := tenantLabels(t)
+	if lifecycle.Ended(t.Spec, r.Clock.Now()) {
+		// The contract ended while this reconcile ran (reaching the database can take seconds): the exit's
+		// suspension removes the owners' binding and the allow policies, and they must not be put back.
+		return errStop
+	}
 
 	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: quotaName, Namespace: ns}}
 	if t.Spec.Quota != nil {

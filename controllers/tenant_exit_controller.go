@@ -613,7 +613,7 @@ func (r *TenantExitReconciler) scaleDown(ctx context.Context, ns string) error {
 			if !k.running(o) {
 				continue
 			}
-			p := client.MergeFromWithOptions(o.DeepCopyObject().(client.Object), client.MergeFromWithOptimisticLock{})
+			p := client.MergeFrom(o.DeepCopyObject().(client.Object))
 			if _, ok := o.GetAnnotations()[annotationSuspendedFrom]; !ok {
 				a := o.GetAnnotations()
 				if a == nil {

@@ -115,21 +115,27 @@ func deleteNamespaceContent(ctx context.Context, ns *corev1.Namespace) {
 	}
 }
 
-// playRoleAggregation plays the ClusterRole aggregation controller envtest does not run: the "admin" ClusterRole
-// gets the rules of the roles aggregated into it, as in a cluster (without it, binding "admin" grants nothing).
+// playRoleAggregation plays the ClusterRole aggregation controller envtest does not run: "view", "edit" and
+// "admin" (in that order, since view is aggregated into edit and edit into admin) get the rules of the roles their
+// aggregationRule selects, as in a cluster. Without it, binding "admin" grants nothing.
 func playRoleAggregation(ctx context.Context) {
 	GinkgoHelper()
-	var roles rbacv1.ClusterRoleList
-	Expect(k8s.List(ctx, &roles, client.MatchingLabels{"rbac.authorization.k8s.io/aggregate-to-admin": "true"})).To(Succeed())
-	var rules []rbacv1.PolicyRule
-	for _, r := range roles.Items {
-		rules = append(rules, r.Rules...)
+	for _, name := range []string{"view", "edit", "admin"} {
+		var role rbacv1.ClusterRole
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, &role)).To(Succeed())
+		Expect(role.AggregationRule).NotTo(BeNil())
+		var rules []rbacv1.PolicyRule
+		for _, sel := range role.AggregationRule.ClusterRoleSelectors {
+			var roles rbacv1.ClusterRoleList
+			Expect(k8s.List(ctx, &roles, client.MatchingLabels(sel.MatchLabels))).To(Succeed())
+			for _, r := range roles.Items {
+				rules = append(rules, r.Rules...)
+			}
+		}
+		Expect(rules).NotTo(BeEmpty())
+		role.Rules = rules
+		Expect(k8s.Update(ctx, &role)).To(Succeed())
 	}
-	Expect(rules).NotTo(BeEmpty())
-	var admin rbacv1.ClusterRole
-	Expect(k8s.Get(ctx, client.ObjectKey{Name: "admin"}, &admin)).To(Succeed())
-	admin.Rules = rules
-	Expect(k8s.Update(ctx, &admin)).To(Succeed())
 }
 
 // impersonating is a client acting as user in groups.
@@ -405,7 +411,7 @@ var _ = Describe("Exit: only what provisioning proved the tenant's", Ordered, La
 		group := d.Spec.Owners[0].Name
 		owner := impersonating("alice", group)
 		playRoleAggregation(ctx)
-		Expect(can(ctx, "alice", []string{group}, "update", "apps", "deployments", "scale", ns)).To(BeTrue(), "an owner has admin in the tenant's namespace")
+		Eventually(func() bool { return can(ctx, "alice", []string{group}, "update", "apps", "deployments", "scale", ns) }).Should(BeTrue(), "an owner has admin in the tenant's namespace")
 
 		By("the owner runs every kind of workload, opens the network with a policy of its own, and hands admin to someone")
 		ensureObject(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}})
@@ -436,7 +442,7 @@ var _ = Describe("Exit: only what provisioning proved the tenant's", Ordered, La
 		for _, o := range []client.Object{dep, sts, rs, ds, job, cj, pod, allowAll, handOver} {
 			Expect(owner.Create(ctx, o)).To(Succeed(), "the owner creates %T %s", o, o.GetName())
 		}
-		Expect(can(ctx, "bob", nil, "update", "apps", "deployments", "scale", ns)).To(BeTrue())
+		Eventually(func() bool { return can(ctx, "bob", nil, "update", "apps", "deployments", "scale", ns) }).Should(BeTrue(), "the owner handed admin to bob")
 
 		By("ending the contract: suspended, then the exit's export is written")
 		endContract(ctx, d)
