@@ -61,6 +61,9 @@ type Options struct {
 	// AllowNewSigningKey lets the manager generate a signing key when the Secret is missing although certificates
 	// were signed before (the key history is not empty); the old public keys stay published.
 	AllowNewSigningKey bool
+	// NamespaceStuckAfter is how long a tenant namespace the exit deletes may take to go before the exit reports
+	// what holds it; 2 minutes when zero.
+	NamespaceStuckAfter time.Duration
 }
 
 // Permissions the manager needs whatever controllers run: leader election and Events.
@@ -184,7 +187,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	return (&TenantExitReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-exit"),
 		Clock: opts.Clock, Namespace: opts.Namespace, Pools: pools, Runner: run, Done: exitDone, RetryAfter: opts.RetryAfter,
-		ExportDir: opts.ExportDir, Processor: opts.Processor, Keys: keys,
+		ExportDir: opts.ExportDir, Processor: opts.Processor, Keys: keys, NamespaceStuckAfter: opts.NamespaceStuckAfter,
 		Audit: audit,
 	}).SetupWithManager(mgr, opts.TenantConcurrency)
 }

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -259,7 +260,6 @@ func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope)
 		keepDBPolicy = true
 		s.requeueAfter(r.RetryAfter)
 	}
-	statuses := make([]custosv1alpha1.NamespaceStatus, 0, len(names))
 	for _, name := range names {
 		ns := existing[name]
 		if ns == nil {
@@ -270,6 +270,9 @@ func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope)
 			}
 			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "NamespaceCreated", "Provision", "Created namespace %s", name)
 		}
+		// Recorded at once (status is written even when a later step fails): the exit acts only on recorded
+		// namespaces, so one custos created must never go unrecorded.
+		recordNamespace(t, name, ns.UID)
 		if ns.DeletionTimestamp != nil {
 			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, false, custosv1alpha1.ReasonProgressing,
 				fmt.Sprintf("namespace %s is being deleted; it is created again once it is gone", name))
@@ -279,12 +282,23 @@ func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope)
 		if err := r.ensureInNamespace(ctx, s, name, ips, keepDBPolicy); err != nil {
 			return fmt.Errorf("namespace %s: %w", name, err)
 		}
-		statuses = append(statuses, custosv1alpha1.NamespaceStatus{Name: name, UID: string(ns.UID)})
 	}
-	t.Status.Namespaces = statuses
 	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, true, custosv1alpha1.ReasonReconciled,
 		fmt.Sprintf("%d namespace(s) with quota, limits, default-deny network policies and owner bindings", len(names)))
 	return nil
+}
+
+// recordNamespace records namespace name (uid) in status.namespaces, replacing an earlier record of that name (a
+// namespace deleted and created again). Records are never dropped: a namespace recorded once holds the tenant's
+// data, and the exit must find it even if the spec no longer names it.
+func recordNamespace(t *custosv1alpha1.Tenant, name string, uid types.UID) {
+	for i := range t.Status.Namespaces {
+		if t.Status.Namespaces[i].Name == name {
+			t.Status.Namespaces[i].UID = string(uid)
+			return
+		}
+	}
+	t.Status.Namespaces = append(t.Status.Namespaces, custosv1alpha1.NamespaceStatus{Name: name, UID: string(uid)})
 }
 
 // annotationTenantUID on a namespace names the UID of the Tenant custos created it for. Labels can be set by
@@ -338,6 +352,11 @@ func (r *TenantReconciler) serverIPs(ctx context.Context, host string) ([]net.IP
 func (r *TenantReconciler) ensureInNamespace(ctx context.Context, s *tenantScope, ns string, serverIPs []net.IP, keepDBPolicy bool) error {
 	t := s.tenant
 	labels := tenantLabels(t)
+	if lifecycle.Ended(t.Spec, r.Clock.Now()) {
+		// The contract ended while this reconcile ran (reaching the database can take seconds): the exit's
+		// suspension removes the owners' binding and the allow policies, and they must not be put back.
+		return errStop
+	}
 
 	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: quotaName, Namespace: ns}}
 	if t.Spec.Quota != nil {

@@ -13,11 +13,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
@@ -64,6 +64,9 @@ type TenantExitReconciler struct {
 	Processor string
 	Audit     *AuditLog
 	Keys      *SigningKeys
+	// NamespaceStuckAfter is how long a namespace being deleted may take before the exit reports what holds it
+	// (default 2 minutes).
+	NamespaceStuckAfter time.Duration
 }
 
 // +kubebuilder:rbac:groups=custos.io,resources=dataexports,verbs=get;list;watch;create
@@ -72,6 +75,12 @@ type TenantExitReconciler struct {
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;patch
 // +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;patch
+// +kubebuilder:rbac:groups="",resources=configmaps;secrets;services;serviceaccounts;persistentvolumeclaims;pods;replicationcontrollers,verbs=list
+// +kubebuilder:rbac:groups="",resources=resourcequotas;limitranges,verbs=list
+// +kubebuilder:rbac:groups=apps,resources=daemonsets;replicasets,verbs=list
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=list
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=list
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles,verbs=list
 
 const (
 	exitExportSuffix    = "-exit"
@@ -175,7 +184,7 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 }
 
 // exitConditions are the Tenant conditions this controller owns once the exit started.
-var exitConditions = []string{custosv1alpha1.ConditionReady, custosv1alpha1.ConditionLegalHold, custosv1alpha1.ConditionExportAcknowledged,
+var exitConditions = []string{custosv1alpha1.ConditionReady, custosv1alpha1.ConditionNamespacesReady, custosv1alpha1.ConditionLegalHold, custosv1alpha1.ConditionExportAcknowledged,
 	custosv1alpha1.ConditionLiveDataPurged, custosv1alpha1.ConditionBackupsExpired, custosv1alpha1.ConditionCertificateIssued,
 	custosv1alpha1.ConditionAuditTrail}
 
@@ -622,6 +631,18 @@ func (r *TenantExitReconciler) server(ctx context.Context, t *custosv1alpha1.Ten
 func owner(t *custosv1alpha1.Tenant) postgres.Owner { return recordedOwner(t) }
 
 func (r *TenantExitReconciler) stillSuspended(ctx context.Context, t *custosv1alpha1.Tenant) (bool, error) {
+	// The namespaces first: a provisioning step that raced the contract's end could have put the owners'
+	// RoleBinding or an allow policy back.
+	res, _, err := r.exitNamespaces(ctx, t)
+	if err != nil {
+		return false, err
+	}
+	for _, ns := range res.OwnedNames() {
+		left, err := r.namespaceRunning(ctx, ns, false)
+		if err != nil || left != "" {
+			return false, err
+		}
+	}
 	if t.Status.Database == nil {
 		return true, nil
 	}
@@ -633,9 +654,11 @@ func (r *TenantExitReconciler) stillSuspended(ctx context.Context, t *custosv1al
 	return db.Suspended(ctx, t.DatabaseName())
 }
 
-// suspend cuts the tenant off without destroying anything: database LOGIN revoked and sessions ended, every
-// NetworkPolicy but the default deny removed (so no pod of the tenant reaches anything, nor is reached),
-// Deployments and StatefulSets scaled to zero and CronJobs suspended. Each is verified.
+// suspend cuts the tenant off without destroying anything: database LOGIN revoked and sessions ended, and in
+// every namespace provisioning proved the tenant's (status.namespaces, verified live) the owners' access removed,
+// every NetworkPolicy but the default deny removed, every workload stopped and every Pod deleted
+// (suspendNamespace, which keeps what it removes). A namespace the spec names but that is not proven the
+// tenant's is left entirely alone and reported. Each is verified.
 func (r *TenantExitReconciler) suspend(ctx context.Context, s *exitScope) (bool, error) {
 	t := s.tenant
 	detail := map[string]string{}
@@ -652,58 +675,142 @@ func (r *TenantExitReconciler) suspend(ctx context.Context, s *exitScope) (bool,
 		detail["database"] = t.DatabaseName()
 		detail["sessionsEnded"] = fmt.Sprint(res.Terminated)
 	}
-	for _, ns := range t.NamespaceNames() {
-		for _, name := range []string{policyAllowTenant, policyAllowDNS, policyAllowDatabase} {
-			np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
-			if err := r.Client.Delete(ctx, np); err != nil && !apierrors.IsNotFound(err) {
-				return false, fmt.Errorf("removing NetworkPolicy %s/%s: %w", ns, name, err)
-			}
-		}
-		if err := r.scaleDown(ctx, ns); err != nil {
+	res, _, err := r.exitNamespaces(ctx, t)
+	if err != nil {
+		return false, err
+	}
+	r.reportNotOwned(t, res)
+	for _, ns := range res.OwnedNames() {
+		if err := r.suspendNamespace(ctx, t, ns); err != nil {
 			return false, err
 		}
 	}
-	detail["namespaces"] = strings.Join(t.NamespaceNames(), ",")
+	detail["namespaces"] = strings.Join(res.OwnedNames(), ",")
+	if len(res.Refused) > 0 {
+		var left []string
+		for _, f := range res.Refused {
+			left = append(left, f.Name)
+		}
+		detail["namespacesLeftAlone"] = strings.Join(left, ",")
+	}
 	if err := r.audit(ctx, t, evidence.ActionSuspended, detail); err != nil {
 		return false, err // suspended, but not counted as done until it is on the trail
 	}
 	at := metav1.NewTime(s.now)
 	t.Status.Exit.TerminatedAt = &at
-	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "Suspended", "Exit", "contract %s ended: database LOGIN revoked, network cut, workloads scaled to zero", t.Spec.Contract.ID)
+	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "Suspended", "Exit",
+		"contract %s ended: database LOGIN revoked; in namespace(s) %s the owners' access removed, network cut, workloads stopped, pods deleted (what was removed is kept in ConfigMap %s)",
+		t.Spec.Contract.ID, strings.Join(res.OwnedNames(), ","), suspensionConfigMap)
 	return true, nil
 }
 
 // stoppable is a kind of workload the suspension stops: running says whether one still runs, stop changes its
-// spec so that it does not.
+// spec so that it does not, and from returns the fields stop changes as they are (kept in the annotation
+// custos.io/suspended-from).
 type stoppable struct {
+	kind    string
 	list    func() client.ObjectList
 	running func(client.Object) bool
 	stop    func(client.Object)
+	from    func(client.Object) map[string]any
 	what    string // "scaling Deployment %s/%s to zero"
 }
 
+func replicasRunning(r *int32) bool { return r == nil || *r != 0 }
+
 var stoppables = []stoppable{
 	{
+		kind:    "Deployment",
 		list:    func() client.ObjectList { return &appsv1.DeploymentList{} },
-		running: func(o client.Object) bool { r := o.(*appsv1.Deployment).Spec.Replicas; return r == nil || *r != 0 },
+		running: func(o client.Object) bool { return replicasRunning(o.(*appsv1.Deployment).Spec.Replicas) },
 		stop:    func(o client.Object) { o.(*appsv1.Deployment).Spec.Replicas = ptr.To[int32](0) },
-		what:    "scaling Deployment %s/%s to zero",
+		from: func(o client.Object) map[string]any {
+			return map[string]any{"replicas": o.(*appsv1.Deployment).Spec.Replicas}
+		},
+		what: "scaling Deployment %s/%s to zero",
 	},
 	{
+		kind:    "StatefulSet",
 		list:    func() client.ObjectList { return &appsv1.StatefulSetList{} },
-		running: func(o client.Object) bool { r := o.(*appsv1.StatefulSet).Spec.Replicas; return r == nil || *r != 0 },
+		running: func(o client.Object) bool { return replicasRunning(o.(*appsv1.StatefulSet).Spec.Replicas) },
 		stop:    func(o client.Object) { o.(*appsv1.StatefulSet).Spec.Replicas = ptr.To[int32](0) },
-		what:    "scaling StatefulSet %s/%s to zero",
+		from: func(o client.Object) map[string]any {
+			return map[string]any{"replicas": o.(*appsv1.StatefulSet).Spec.Replicas}
+		},
+		what: "scaling StatefulSet %s/%s to zero",
 	},
 	{
+		kind:    "ReplicaSet",
+		list:    func() client.ObjectList { return &appsv1.ReplicaSetList{} },
+		running: func(o client.Object) bool { return replicasRunning(o.(*appsv1.ReplicaSet).Spec.Replicas) },
+		stop:    func(o client.Object) { o.(*appsv1.ReplicaSet).Spec.Replicas = ptr.To[int32](0) },
+		from: func(o client.Object) map[string]any {
+			return map[string]any{"replicas": o.(*appsv1.ReplicaSet).Spec.Replicas}
+		},
+		what: "scaling ReplicaSet %s/%s to zero",
+	},
+	{
+		kind:    "ReplicationController",
+		list:    func() client.ObjectList { return &corev1.ReplicationControllerList{} },
+		running: func(o client.Object) bool { return replicasRunning(o.(*corev1.ReplicationController).Spec.Replicas) },
+		stop:    func(o client.Object) { o.(*corev1.ReplicationController).Spec.Replicas = ptr.To[int32](0) },
+		from: func(o client.Object) map[string]any {
+			return map[string]any{"replicas": o.(*corev1.ReplicationController).Spec.Replicas}
+		},
+		what: "scaling ReplicationController %s/%s to zero",
+	},
+	{
+		kind:    "CronJob",
 		list:    func() client.ObjectList { return &batchv1.CronJobList{} },
 		running: func(o client.Object) bool { s := o.(*batchv1.CronJob).Spec.Suspend; return s == nil || !*s },
 		stop:    func(o client.Object) { o.(*batchv1.CronJob).Spec.Suspend = ptr.To(true) },
-		what:    "suspending CronJob %s/%s",
+		from: func(o client.Object) map[string]any {
+			return map[string]any{"suspend": o.(*batchv1.CronJob).Spec.Suspend}
+		},
+		what: "suspending CronJob %s/%s",
+	},
+	{
+		kind: "Job",
+		list: func() client.ObjectList { return &batchv1.JobList{} },
+		running: func(o client.Object) bool {
+			j := o.(*batchv1.Job)
+			return (j.Spec.Suspend == nil || !*j.Spec.Suspend) && !jobFinished(j)
+		},
+		stop: func(o client.Object) { o.(*batchv1.Job).Spec.Suspend = ptr.To(true) },
+		from: func(o client.Object) map[string]any { return map[string]any{"suspend": o.(*batchv1.Job).Spec.Suspend} },
+		what: "suspending Job %s/%s",
+	},
+	{
+		kind: "DaemonSet",
+		list: func() client.ObjectList { return &appsv1.DaemonSetList{} },
+		running: func(o client.Object) bool {
+			return o.(*appsv1.DaemonSet).Spec.Template.Spec.NodeSelector[nodeSelectorSuspended] != "true"
+		},
+		stop: func(o client.Object) {
+			ds := o.(*appsv1.DaemonSet)
+			if ds.Spec.Template.Spec.NodeSelector == nil {
+				ds.Spec.Template.Spec.NodeSelector = map[string]string{}
+			}
+			ds.Spec.Template.Spec.NodeSelector[nodeSelectorSuspended] = "true"
+		},
+		from: func(o client.Object) map[string]any {
+			return map[string]any{"nodeSelector": o.(*appsv1.DaemonSet).Spec.Template.Spec.NodeSelector}
+		},
+		what: "stopping DaemonSet %s/%s (node selector " + nodeSelectorSuspended + "=true, which no node has)",
 	},
 }
 
-// scaleDown scales the namespace's Deployments and StatefulSets to zero and suspends its CronJobs.
+func jobFinished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// scaleDown stops every workload of the namespace (stoppables): replicas to zero, Jobs and CronJobs suspended,
+// DaemonSets on no node. Each stopped one keeps what was changed in its annotation custos.io/suspended-from.
 func (r *TenantExitReconciler) scaleDown(ctx context.Context, ns string) error {
 	for _, k := range stoppables {
 		list := k.list()
@@ -720,6 +827,14 @@ func (r *TenantExitReconciler) scaleDown(ctx context.Context, ns string) error {
 				continue
 			}
 			p := client.MergeFrom(o.DeepCopyObject().(client.Object))
+			if _, ok := o.GetAnnotations()[annotationSuspendedFrom]; !ok {
+				a := o.GetAnnotations()
+				if a == nil {
+					a = map[string]string{}
+				}
+				a[annotationSuspendedFrom] = suspendedFrom(k.from(o))
+				o.SetAnnotations(a)
+			}
 			k.stop(o)
 			if err := r.Client.Patch(ctx, o, p); err != nil && !apierrors.IsNotFound(err) {
 				return fmt.Errorf(k.what+": %w", ns, o.GetName(), err)
@@ -826,9 +941,23 @@ func (r *TenantExitReconciler) purge(ctx context.Context, s *exitScope) (bool, e
 			Method: "Clear", Technique: "DROP ROLE", Tool: tool, StartedAt: started, CompletedAt: done,
 			Verification: fmt.Sprintf("pg_roles has no role %s", t.DatabaseName())})
 	}
-	// Secrets: the credentials in each tenant namespace and the master password in the manager's namespace.
-	secrets := []client.ObjectKey{{Namespace: r.Namespace, Name: masterSecretPrefix + t.Name}}
-	for _, ns := range t.NamespaceNames() {
+	// Secrets and namespaces: only in the namespaces provisioning proved the tenant's (status.namespaces, UID and
+	// annotation verified live); any other namespace the spec names is left alone and reported.
+	nss, live, err := r.exitNamespaces(ctx, t)
+	if err != nil {
+		return false, err
+	}
+	r.reportNotOwned(t, nss)
+	// The credentials in each tenant namespace and the master password in the manager's namespace (if it is the
+	// tenant's: provisioning refuses to use one without the tenant's label, and so must the purge).
+	var secrets []client.ObjectKey
+	master := client.ObjectKey{Namespace: r.Namespace, Name: masterSecretPrefix + t.Name}
+	if foreign, err := r.foreignSecret(ctx, t, master); err != nil {
+		return false, err
+	} else if !foreign {
+		secrets = append(secrets, master)
+	}
+	for _, ns := range nss.OwnedNames() {
 		secrets = append(secrets, client.ObjectKey{Namespace: ns, Name: credentialsName})
 	}
 	for _, key := range secrets {
@@ -846,37 +975,52 @@ func (r *TenantExitReconciler) purge(ctx context.Context, s *exitScope) (bool, e
 			Method: "Clear", Technique: "Kubernetes DELETE (the database password it held no longer opens anything: the role is dropped)",
 			Tool: "kube-apiserver", StartedAt: started, CompletedAt: metav1.NewTime(r.Clock.Now()), Verification: "GET returns 404 Not Found"})
 	}
-	for _, ns := range t.NamespaceNames() {
-		if hasDestroyed(t, custosv1alpha1.DestroyedNamespace, ns) {
+	// A recorded namespace already gone (deleted by someone, or by an earlier attempt) is verified gone by its UID.
+	for _, n := range nss.Gone {
+		if hasDestroyed(t, custosv1alpha1.DestroyedNamespace, n.Name) {
 			continue
 		}
-		uid := ""
-		for _, n := range t.Status.Namespaces {
-			if n.Name == ns {
-				uid = string(n.UID)
-			}
+		verification := "GET returns 404 Not Found"
+		if other := live[n.Name]; other != nil {
+			verification = fmt.Sprintf("GET returns another namespace of that name (uid %s, not the tenant's: left alone), not uid %s", other.UID, n.UID)
 		}
-		gone, seenUID, err := r.deleteAndVerify(ctx, &corev1.Namespace{}, client.ObjectKey{Name: ns})
+		r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedNamespace, Name: n.Name, Identifier: fmt.Sprintf("namespace %s uid %s", n.Name, n.UID),
+			Method: "Clear", Technique: "Kubernetes DELETE of the namespace and, by the namespace controller, every object in it",
+			Tool: "kube-apiserver", StartedAt: started, CompletedAt: metav1.NewTime(r.Clock.Now()), Verification: verification})
+	}
+	for _, n := range nss.Owned {
+		if hasDestroyed(t, custosv1alpha1.DestroyedNamespace, n.Name) {
+			continue
+		}
+		gone, _, err := r.deleteVerified(ctx, &corev1.Namespace{}, client.ObjectKey{Name: n.Name}, types.UID(n.UID))
 		if err != nil {
 			return false, err
 		}
 		if !gone {
-			return false, nil // the namespace controller is deleting its content; come back
+			// The namespace controller is deleting its content; come back. If that takes long, say what holds it.
+			return false, r.namespaceStuck(ctx, t, n.Name, types.UID(n.UID))
 		}
-		if uid == "" {
-			uid = seenUID
-		}
-		r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedNamespace, Name: ns, Identifier: fmt.Sprintf("namespace %s uid %s", ns, uid),
+		r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedNamespace, Name: n.Name, Identifier: fmt.Sprintf("namespace %s uid %s", n.Name, n.UID),
 			Method: "Clear", Technique: "Kubernetes DELETE of the namespace and, by the namespace controller, every object in it",
 			Tool: "kube-apiserver", StartedAt: started, CompletedAt: metav1.NewTime(r.Clock.Now()), Verification: "GET returns 404 Not Found"})
 	}
-	if err := r.audit(ctx, t, evidence.ActionLiveDataPurged, map[string]string{"database": t.DatabaseName(), "namespaces": strings.Join(t.NamespaceNames(), ",")}); err != nil {
+	var purgedNS []string
+	nSecrets := 0
+	for _, d := range t.Status.Exit.Destroyed {
+		switch d.Kind {
+		case custosv1alpha1.DestroyedNamespace:
+			purgedNS = append(purgedNS, d.Name)
+		case custosv1alpha1.DestroyedSecret:
+			nSecrets++
+		}
+	}
+	if err := r.audit(ctx, t, evidence.ActionLiveDataPurged, map[string]string{"database": t.DatabaseName(), "namespaces": strings.Join(purgedNS, ",")}); err != nil {
 		return false, err // purged (and recorded in status), but not counted as done until it is on the trail
 	}
 	at := metav1.NewTime(r.Clock.Now())
 	t.Status.Exit.LiveDataPurgedAt = &at
 	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLiveDataPurged, true, "Purged",
-		fmt.Sprintf("database %s and its role, %d Secret(s) and %d namespace(s) verified gone", t.DatabaseName(), len(secrets), len(t.NamespaceNames())))
+		fmt.Sprintf("database %s and its role, %d Secret(s) and %d namespace(s) verified gone", t.DatabaseName(), nSecrets, len(purgedNS)))
 	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "LiveDataPurged", "Exit", "database %s, its role, the Secrets and the namespaces are verified gone", t.DatabaseName())
 	return true, nil
 }
@@ -890,6 +1034,13 @@ func secretIdentifier(key client.ObjectKey, uid string) string {
 
 // deleteAndVerify deletes obj (if there) and reports whether a live read returns 404, with the UID it had.
 func (r *TenantExitReconciler) deleteAndVerify(ctx context.Context, obj client.Object, key client.ObjectKey) (bool, string, error) {
+	return r.deleteVerified(ctx, obj, key, "")
+}
+
+// deleteVerified deletes the object at key, exactly the one read (UID precondition), and reports whether it is
+// gone, with the UID it had. With want set, only the object of that UID is deleted: another object of that name
+// (the one recorded was deleted, and someone made a new one) is left alone, and the recorded one counts as gone.
+func (r *TenantExitReconciler) deleteVerified(ctx context.Context, obj client.Object, key client.ObjectKey, want types.UID) (bool, string, error) {
 	err := r.APIReader.Get(ctx, key, obj)
 	if apierrors.IsNotFound(err) {
 		return true, "", nil
@@ -897,17 +1048,40 @@ func (r *TenantExitReconciler) deleteAndVerify(ctx context.Context, obj client.O
 	if err != nil {
 		return false, "", err
 	}
-	uid := string(obj.GetUID())
+	uid := obj.GetUID()
+	if want != "" && uid != want {
+		return true, "", nil
+	}
 	if obj.GetDeletionTimestamp() == nil {
-		if err := r.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
-			return false, uid, fmt.Errorf("deleting %T %s: %w", obj, key, err)
+		err := r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return false, string(uid), fmt.Errorf("deleting %T %s: %w", obj, key, err)
 		}
 	}
 	err = r.APIReader.Get(ctx, key, obj)
-	if apierrors.IsNotFound(err) {
-		return true, uid, nil
+	if apierrors.IsNotFound(err) || (err == nil && obj.GetUID() != uid) {
+		return true, string(uid), nil
 	}
-	return false, uid, client.IgnoreNotFound(err)
+	return false, string(uid), err
+}
+
+// foreignSecret reports whether the Secret at key exists without the tenant's label: custos did not make it for
+// this tenant, and the exit leaves it alone (with a Warning Event).
+func (r *TenantExitReconciler) foreignSecret(ctx context.Context, t *custosv1alpha1.Tenant, key client.ObjectKey) (bool, error) {
+	var sec corev1.Secret
+	err := r.APIReader.Get(ctx, key, &sec)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if sec.Labels[custosv1alpha1.LabelTenant] == t.Name {
+		return false, nil
+	}
+	r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, "SecretNotOwned", "Exit",
+		"Secret %s does not carry the label %s=%s: custos did not make it for this tenant and leaves it alone", key, custosv1alpha1.LabelTenant, t.Name)
+	return true, nil
 }
 
 // disposeLocations are the BackupLocations that may hold a repository of the tenant.

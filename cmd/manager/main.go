@@ -57,6 +57,8 @@ func main() {
 	flag.IntVar(&backupConc, "backup-concurrency", 2, "How many backup tasks run at once.")
 	flag.IntVar(&backupConcLoc, "backup-concurrency-per-location", 2, "How many backup tasks run at once at one BackupLocation.")
 	flag.DurationVar(&taskTimeout, "task-timeout", 6*time.Hour, "A backup task running longer is stopped and retried.")
+	var nsStuckAfter time.Duration
+	flag.DurationVar(&nsStuckAfter, "namespace-stuck-after", 2*time.Minute, "A tenant namespace the exit deletes that is not gone after this is reported (LiveDataPurged=False, NamespaceStuck) with what holds it.")
 	var exportDir, processor, signingKey string
 	flag.StringVar(&exportDir, "export-dir", "", "Directory (a mounted volume) for exit exports when the RetentionPolicy names no export.delivery.")
 	flag.StringVar(&processor, "processor", "", "The processor's name, as it appears on certificates of destruction.")
@@ -91,7 +93,7 @@ func main() {
 	if err := controllers.Setup(mgr, controllers.Options{
 		Namespace: namespace, TenantConcurrency: concurrency, Programs: progs, WorkDir: workDir, ExportDir: exportDir, Processor: processor, SigningKeySecret: signingKey,
 		AllowNewSigningKey: allowNewKey,
-		BackupConcurrency:  backupConc, BackupConcurrencyPerLocation: backupConcLoc, TaskTimeout: taskTimeout,
+		BackupConcurrency:  backupConc, BackupConcurrencyPerLocation: backupConcLoc, TaskTimeout: taskTimeout, NamespaceStuckAfter: nsStuckAfter,
 	}); err != nil {
 		log.Error(err, "Could not set up the controllers")
 		os.Exit(1)
