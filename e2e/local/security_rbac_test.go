@@ -52,10 +52,11 @@ var _ = Describe("What custos' own service account may destroy or stop", Ordered
 		}
 		ensureObject(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}})
 		custos = asManager()
-		// The policy takes effect once the API server has compiled it: wait until a refusal comes back.
+		// The policy takes effect once the API server has loaded it: wait until a refusal comes back, with a
+		// dry run (admission sees it, nothing is deleted) so that the probe survives the wait.
 		probe := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "secr-probe"}}
 		ensureObject(ctx, probe)
-		Eventually(func() error { return custos.Delete(ctx, probe.DeepCopy()) }).WithTimeout(30 * time.Second).
+		Eventually(func() error { return custos.Delete(ctx, probe.DeepCopy(), client.DryRunAll) }).WithTimeout(30 * time.Second).
 			Should(MatchError(ContainSubstring("custos may delete only a namespace it created for a tenant")))
 	})
 
