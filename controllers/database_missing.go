@@ -89,18 +89,24 @@ func (r *TenantReconciler) reportMissing(ctx context.Context, s *tenantScope, ms
 	t := s.tenant
 	metricDatabaseMissing.WithLabelValues(t.Name).Set(1)
 	if !databaseLost(t) {
-		r.Audit.Record(ctx, t, actionDatabaseMissing, map[string]string{"database": t.DatabaseName(),
-			"oid": fmt.Sprint(t.Status.Database.OID), "server": s.server.Name})
+		if err := r.Audit.Record(ctx, t, actionDatabaseMissing, map[string]string{"database": t.DatabaseName(),
+			"oid": fmt.Sprint(t.Status.Database.OID), "server": s.server.Name}); err != nil {
+			return err
+		}
 	}
 	return r.dbFail(s, custosv1alpha1.ReasonDatabaseMissing, msg)
 }
 
 // acceptLoss records that a person accepted the loss before the new, empty database is made.
-func (r *TenantReconciler) acceptLoss(ctx context.Context, s *tenantScope) {
+func (r *TenantReconciler) acceptLoss(ctx context.Context, s *tenantScope) error {
 	t := s.tenant
+	// On the trail before anything is made: an accepted loss without its entry would be a silent one.
+	if err := r.Audit.Record(ctx, t, actionDatabaseLossAccepted, map[string]string{"database": t.DatabaseName(),
+		"oid": fmt.Sprint(t.Status.Database.OID), "server": s.server.Name}); err != nil {
+		return err
+	}
 	r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, "DatabaseLossAccepted", "Provision",
 		"the loss of database %s (OID %d) was accepted (annotation %s): a new, empty database is made; backups and expiry resume",
 		t.DatabaseName(), t.Status.Database.OID, custosv1alpha1.AnnotationAcceptDatabaseLoss)
-	r.Audit.Record(ctx, t, actionDatabaseLossAccepted, map[string]string{"database": t.DatabaseName(),
-		"oid": fmt.Sprint(t.Status.Database.OID), "server": s.server.Name})
+	return nil
 }

@@ -172,17 +172,23 @@ func (r *TenantBackupReconciler) legalHold(ctx context.Context, s *backupScope) 
 			s.requeueAfter(h.Until.Sub(s.now))
 		}
 		if c == nil || c.Status != metav1.ConditionTrue {
-			r.Audit.Record(ctx, t, evidence.ActionLegalHoldSet, map[string]string{"reason": h.Reason,
-				auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldSet, t.Generation)})
+			// Shown once it is on the trail; a failed append (AuditTrail says why) is tried again next time. The
+			// hold itself stops expiry from spec, whatever the condition says.
+			if err := r.Audit.Record(ctx, t, evidence.ActionLegalHoldSet, map[string]string{"reason": h.Reason,
+				auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldSet, t.Generation)}); err != nil {
+				return
+			}
 			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonLegalHoldActive, "LegalHold", "%s", msg)
 		}
 		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, true, custosv1alpha1.ReasonLegalHoldActive, msg)
 		return
 	}
 	if c != nil && c.Status == metav1.ConditionTrue {
+		if err := r.Audit.Record(ctx, t, evidence.ActionLegalHoldLifted, map[string]string{auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldLifted, t.Generation)}); err != nil {
+			return
+		}
 		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, false, custosv1alpha1.ReasonLegalHoldExpired,
 			"the legal hold is lifted or has passed its until date; expiry resumes")
-		r.Audit.Record(ctx, t, evidence.ActionLegalHoldLifted, map[string]string{auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldLifted, t.Generation)})
 	}
 }
 

@@ -536,7 +536,9 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 	last, seen := r.inDatabaseChecked.Load(t.UID)
 	inDB := !seen || last.(inDatabaseCheck).generation != t.Generation || now.Sub(last.(inDatabaseCheck).at) >= r.Resync
 	if accepting {
-		r.acceptLoss(ctx, s)
+		if err := r.acceptLoss(ctx, s); err != nil {
+			return err
+		}
 	}
 	res, err := s.db.EnsureTenant(cctx, postgres.TenantDatabase{
 		Owner: s.owner, Name: name,

@@ -119,6 +119,15 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	now := r.Clock.Now().UTC()
+	if t.Status.Phase.ExitStarted() || lifecycle.Ended(t.Spec, now) {
+		// Once the exit runs, decide on a live read: the cache can lag behind this controller's own last status
+		// write, and patch() resolves a conflict by writing its status.exit onto fresh data — from a stale read
+		// that would undo what the last step recorded (seen: a purge recorded, overwritten, then run again, so
+		// the certificate missed the Secret of a namespace the first run had already deleted).
+		if err := r.APIReader.Get(ctx, req.NamespacedName, &t); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
 	if !t.Status.Phase.ExitStarted() && !lifecycle.Ended(t.Spec, now) {
 		d := lifecycle.Next(t.Spec, t.Status, lifecycle.Facts{}, now)
 		return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
@@ -899,7 +908,9 @@ func (r *TenantExitReconciler) cancelExit(ctx context.Context, s *exitScope) (bo
 		detail["export"] = ex.ExportRef.Name
 	}
 	detail[auditStepKey] = fmt.Sprintf("%s/%d", actionExitCancelled, observed.Unix())
-	r.audit(ctx, t, actionExitCancelled, detail)
+	if err := r.audit(ctx, t, actionExitCancelled, detail); err != nil {
+		return false, err // nothing is given back until the cancellation is on the trail
+	}
 	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, lifecycle.ReasonExitCancelled, "Exit",
 		"contract.end is now %s: the exit is cancelled before anything was destroyed, the tenant is provisioned again", detail["contractEnd"])
 	t.Status.Exit = nil

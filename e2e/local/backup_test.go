@@ -31,6 +31,8 @@ func everyMinutePolicy(ctx context.Context, name, primary, offsite string) {
 		Primary: custosv1alpha1.ObjectReference{Name: primary}, Offsite: &custosv1alpha1.ObjectReference{Name: offsite},
 		Schedule: every, CopySchedule: every, ExpirySchedule: every, KeepWithin: "30d", MaxSnapshotAge: "26h",
 		AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
+		// Specs that end a contract are about the steps after the grace period, and sign once the bag is gone.
+		ExitGracePeriod: "0s", Export: custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "20s"},
 	}})
 }
 
@@ -188,6 +190,9 @@ var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 			HaveField("LastCopy", Not(BeNil())), HaveField("LastCheckSucceeded", HaveValue(BeTrue()))))
 		Eventually(func(g Gomega) *custosv1alpha1.RestoreDrillStatus {
 			g.Expect(k8s.Get(ctx, keyOf(tenant), tenant)).To(Succeed())
+			if d := tenant.Status.LastDrill; d != nil {
+				g.Expect(d.Succeeded).To(BeTrue(), "the drill failed: %s", d.Message)
+			}
 			return tenant.Status.LastDrill
 		}).WithTimeout(2 * time.Minute).Should(And(Not(BeNil()), HaveField("Succeeded", BeTrue()), HaveField("Tables", int32(1)), HaveField("Duration", Not(BeNil()))))
 		Eventually(condition(ctx, tenant, custosv1alpha1.ConditionBackupsHealthy)).Should(haveStatus(metav1.ConditionTrue, "SnapshotsFresh"))

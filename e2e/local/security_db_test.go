@@ -123,7 +123,7 @@ var _ = Describe("Database security", Ordered, Label("integration", "security", 
 		ensureObject(ctx, &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policyName}, Spec: custosv1alpha1.RetentionPolicySpec{
 			Primary: custosv1alpha1.ObjectReference{Name: locName}, Schedule: every, ExpirySchedule: every, KeepWithin: "30d", MaxSnapshotAge: "26h",
 			RestoreDrill:         custosv1alpha1.RestoreDrill{Schedule: every},
-			AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
+			AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"}, ExitGracePeriod: "0s",
 		}})
 		databaseServerFor(ctx, serverName, pg, "NL")
 	})

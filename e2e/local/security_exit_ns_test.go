@@ -251,6 +251,7 @@ var _ = Describe("Exit: only what provisioning proved the tenant's", Ordered, La
 		ensureObject(ctx, &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy}, Spec: custosv1alpha1.RetentionPolicySpec{
 			Primary: custosv1alpha1.ObjectReference{Name: location}, Schedule: yearly, CopySchedule: yearly, ExpirySchedule: yearly,
 			KeepWithin: "30d", AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"},
+			ExitGracePeriod: "0s", Export: custosv1alpha1.ExportPolicy{ExpireAfterDelivery: "20s"},
 		}})
 		databaseServerFor(ctx, server, pg, "NL")
 	})
