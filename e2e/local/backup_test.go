@@ -134,7 +134,8 @@ var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 		tenant.Spec.Database.ServerRef.Name = bkServer
 		Expect(k8s.Create(ctx, tenant)).To(Succeed())
 		expectReady(ctx, tenant)
-		conn, err := pgx.Connect(ctx, pg.URL(tenant.Status.Database.Name))
+		// The clinic's own data, written with its own credentials: a drill restores with the tenant's rights only.
+		conn, err := connectWith(ctx, credentials(ctx, tenant.Name), tenant.Status.Database.Name)
 		Expect(err).NotTo(HaveOccurred())
 		defer conn.Close(ctx)
 		for _, stmt := range []string{

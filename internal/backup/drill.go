@@ -191,7 +191,11 @@ func restore(ctx context.Context, repo restic.Repository, id string, alg pgdump.
 		return stats, nil, fmt.Errorf("reading the dump from the repository: %w", derr)
 	case werr != nil:
 		// psql stopping makes the filter fail to write and the dump be cancelled: its own error says why.
-		return stats, nil, fmt.Errorf("restoring the dump: psql: %v: %s", werr, strings.TrimSpace(lastLines(psqlErr.String(), 5)))
+		msg := strings.TrimSpace(lastLines(psqlErr.String(), 5))
+		if strings.Contains(msg, "must be member of role") {
+			msg += " (the drill restores with the tenant's rights only: every object in the tenant's database must be owned by the tenant's role, e.g. ALTER TABLE … OWNER TO " + in.Role + ")"
+		}
+		return stats, nil, fmt.Errorf("restoring the dump: psql: %v: %s", werr, msg)
 	case ferr != nil:
 		return stats, nil, fmt.Errorf("restoring the dump: %w", ferr)
 	case derr != nil:
