@@ -150,6 +150,7 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		return ctrl.Result{RequeueAfter: r.RetryAfter}, nil
 	}
 	d := lifecycle.Next(t.Spec, t.Status, s.facts, now)
+	decidedOn := t.Generation
 
 	// Record the decision (phase, conditions, the step about to run) before carrying it out.
 	base := t.DeepCopy()
@@ -159,6 +160,11 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	if d.Action == lifecycle.Wait {
 		return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
+	}
+	if changed, err := r.specChanged(ctx, req.NamespacedName, decidedOn); err != nil || changed {
+		// The facts were gathered after the Tenant was read: a legal hold or a new contract.end written in
+		// between (with the export acknowledged meanwhile, say) must be decided on before anything is destroyed.
+		return ctrl.Result{Requeue: true}, err
 	}
 
 	base = t.DeepCopy()
@@ -190,6 +196,15 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	default:
 		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil // waiting on something asynchronous (namespace deletion, a task)
 	}
+}
+
+// specChanged reads the Tenant live and reports whether its spec moved past generation gen.
+func (r *TenantExitReconciler) specChanged(ctx context.Context, key client.ObjectKey, gen int64) (bool, error) {
+	var live custosv1alpha1.Tenant
+	if err := r.APIReader.Get(ctx, key, &live); err != nil {
+		return false, err
+	}
+	return live.Generation != gen, nil
 }
 
 // exitConditions are the Tenant conditions this controller owns once the exit started.

@@ -508,7 +508,7 @@ var _ = Describe("Exit: only what provisioning proved the tenant's", Ordered, La
 		Expect(restored.Spec).To(Equal(allowAll.Spec), "the manifest is the object as the owner had it")
 
 		By("the exit's export, taken after the suspension, holds that ConfigMap")
-		de := &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: d.Name + "-exit"}}
+		de := exitExportOf(ctx, d)
 		Eventually(exportPhase(ctx, de)).WithTimeout(2 * time.Minute).Should(Equal(custosv1alpha1.ExportReady))
 		Expect(bagFile(de.Status.Artefact.Location, "/data/objects/"+ns+"/configmap/custos-suspension.yaml")).To(ContainSubstring("rolebinding.bob-admin.yaml"))
 	})
