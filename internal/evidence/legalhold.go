@@ -57,8 +57,10 @@ func HoldProblems(holds []LegalHold, locations []Location) []string {
 			if end.IsZero() {
 				end = l.StartedAt
 			}
-			// The destruction [StartedAt, CompletedAt] overlaps the hold (SetAt, LiftedAt).
-			if h.LiftedAt.After(l.StartedAt) && (h.SetAt.IsZero() || h.SetAt.Before(end)) {
+			// The destruction [StartedAt, CompletedAt] overlaps the hold (SetAt, LiftedAt). Locations carry their
+			// times in whole seconds (metav1.Time) and the trail in finer ones: a step that starts in the second
+			// the hold was lifted (the manager starts none before the lifting is on the trail) is not after it.
+			if h.LiftedAt.Truncate(time.Second).After(l.StartedAt.Truncate(time.Second)) && (h.SetAt.IsZero() || h.SetAt.Before(end)) {
 				p = append(p, fmt.Sprintf("legal hold %q was lifted at %s, after the destruction of location %d (%s %s) started at %s",
 					h.Reason, ts(h.LiftedAt), i+1, l.Kind, l.Identifier, ts(l.StartedAt)))
 			}

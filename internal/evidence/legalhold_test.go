@@ -59,4 +59,18 @@ var _ = g.Describe("legal holds from the audit trail", func() {
 		after := []LegalHold{{Reason: "after", SetAt: last.CompletedAt.Add(time.Second), LiftedAt: last.CompletedAt.Add(time.Hour)}}
 		Expect(HoldProblems(after, locs)).To(BeEmpty(), "a hold after every destruction holds nothing back")
 	})
+
+	g.It("orders a lifting and a destruction in the same second by the second locations are recorded in", func() {
+		locs := Normalize(complete()).Predicate.Locations // destroyed from 2026-04-01T10:00:00Z on
+		first := locs[0].StartedAt
+		for _, l := range locs {
+			if l.StartedAt.Before(first) {
+				first = l.StartedAt
+			}
+		}
+		sameSecond := []LegalHold{{Reason: "same second", SetAt: at("2026-03-01T00:00:00Z"), LiftedAt: first.Add(700 * time.Millisecond)}}
+		Expect(HoldProblems(sameSecond, locs)).To(BeEmpty(), "the step started after the lifting, in the same whole second")
+		nextSecond := []LegalHold{{Reason: "next second", SetAt: at("2026-03-01T00:00:00Z"), LiftedAt: first.Add(time.Second)}}
+		Expect(HoldProblems(nextSecond, locs)).NotTo(BeEmpty(), "lifted a second after a destruction started")
+	})
 })
