@@ -193,7 +193,7 @@ func (r *DataExportReconciler) collect(ctx context.Context, de *custosv1alpha1.D
 	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, false, reasonAwaitingReceipt,
 		"waiting for the receiver's receipt: set spec.receipt.sha256 to the sha256 of the bag as received (`custos export fetch` does it)")
 	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, reasonExportWritten, "Export", "bag %s written, sha256 %s", out.Path, out.SHA256)
-	return ctrl.Result{RequeueAfter: time.Until(st.ExpiresAt.Time)}, nil
+	return ctrl.Result{RequeueAfter: st.ExpiresAt.Sub(now)}, nil
 }
 
 func (r *DataExportReconciler) expireAfter(ctx context.Context, de *custosv1alpha1.DataExport, t *custosv1alpha1.Tenant) time.Duration {
@@ -246,7 +246,7 @@ func (r *DataExportReconciler) receipt(ctx context.Context, de *custosv1alpha1.D
 	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, true, reasonReceiptMatched,
 		fmt.Sprintf("%s confirmed sha256 %s; the bag is deleted at %s", by, st.Artefact.SHA256, st.ExpiresAt.UTC().Format(time.RFC3339)))
 	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, reasonReceiptMatched, "Acknowledge", "receipt matches the bag (sha256 %s)", st.Artefact.SHA256)
-	return ctrl.Result{RequeueAfter: time.Until(st.ExpiresAt.Time)}, true
+	return ctrl.Result{RequeueAfter: st.ExpiresAt.Sub(now)}, true
 }
 
 // expire deletes the bag at expiresAt (unless a legal hold on the tenant freezes it) and verifies it is gone.

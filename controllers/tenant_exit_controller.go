@@ -1154,6 +1154,12 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 		}
 		sp := runner.Spec{Tenant: t.Name, Kind: KindShred, Location: loc, Slot: slot, Attempt: int(ex.Step.Attempts) + 1}
 		if res, ok := r.Runner.Result(sp.Key()); ok {
+			// The location's jurisdiction goes on the certificate: read it before the result is forgotten, so a
+			// failed read is retried with the result still there (a deleted BackupLocation leaves it empty).
+			var bl custosv1alpha1.BackupLocation
+			if err := r.Client.Get(ctx, client.ObjectKey{Name: loc}, &bl); err != nil && !apierrors.IsNotFound(err) {
+				return false, fmt.Errorf("reading BackupLocation %s for the destruction record: %w", loc, err)
+			}
 			r.Runner.Forget(sp.Key())
 			if res.Err != nil {
 				return false, fmt.Errorf("destroying the repository at %s: %w", loc, res.Err)
@@ -1162,8 +1168,6 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 			if err := json.Unmarshal(res.Output, &rep); err != nil {
 				return false, err
 			}
-			var bl custosv1alpha1.BackupLocation
-			_ = r.Client.Get(ctx, client.ObjectKey{Name: loc}, &bl)
 			id := shredRepositoryID(shredIntentOf(t, loc), rep)
 			technique := "restic forget of every snapshot and prune --max-unused 0, then DELETE of every object of the repository (data, index, snapshots, locks, keys, config) at the backend"
 			method := custosv1alpha1.SanitizationMethod("Purge")
