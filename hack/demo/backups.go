@@ -201,7 +201,7 @@ func (d *demo) backups(ctx context.Context) error {
 	for _, loc := range []string{primaryName, offsiteName} {
 		d.say("  %s: %d database snapshot(s) of today, plus the %d back-dated ones (%s)", loc, before[loc].db, len(ids[loc]), shortIDs(ids[loc]))
 	}
-	d.say("Waiting for the next expiry run (restic forget --keep-within 90d, then prune) in both locations ...")
+	d.say("Waiting for the next expiry run (restic forget, by id, of the snapshots taken more than 90d ago, then prune) in both locations ...")
 
 	// The run that removes them records how many it expired in the status (until the next run overwrites it).
 	type run struct {
