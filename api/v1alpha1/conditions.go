@@ -1,6 +1,6 @@
 package v1alpha1
 
-// Condition types. Every kind has Ready; the others belong to the kind named in their comment.
+// Condition types. Every kind has Ready but DestructionCertificate (Verified); the others belong to the kind named in their comment.
 const (
 	// ConditionReady summarises the object: True when it does what its spec asks.
 	ConditionReady = "Ready"
