@@ -50,9 +50,6 @@ const DefaultObjectsLimit = 256 << 20
 // the API server's ~1.5 MiB request limit) are in memory at once.
 const objectsPageSize = 50
 
-// reasonObjectsTooLarge: the tenant's objects exceed Programs.ObjectsLimit.
-const reasonObjectsTooLarge = "ObjectsTooLarge"
-
 // errObjectsTooLarge is a snapshot refused because the tenant's objects exceed the limit.
 type errObjectsTooLarge struct {
 	limit int64

@@ -46,7 +46,7 @@ func (r *BackupLocationReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if err == nil {
 		err = b.probe(ctx)
 	}
-	ok, reason, msg := err == nil, reasonChecked, ""
+	ok, reason, msg := err == nil, custosv1alpha1.ReasonReachable, ""
 	if ok {
 		msg = fmt.Sprintf("%s answers and is writable (%s, jurisdiction %s)", b.display, b.kind, bl.Spec.Jurisdiction)
 		if b.kind == "s3" {

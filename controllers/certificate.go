@@ -368,6 +368,6 @@ func (r *TenantExitReconciler) certified(t *custosv1alpha1.Tenant, name string) 
 	if ex.DestroyedAt == nil {
 		ex.DestroyedAt = ptr.To(metav1.NewTime(r.Clock.Now()))
 	}
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionCertificateIssued, true, "Signed",
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionCertificateIssued, true, custosv1alpha1.ReasonSigned,
 		fmt.Sprintf("DestructionCertificate %s is signed; its public key is in ConfigMap %s/%s", name, r.Namespace, SigningKeyName))
 }

@@ -39,16 +39,9 @@ import (
 const KindExport = "Export"
 
 const (
-	exportLocationPrefix  = "export/"
-	exportMaxAttempts     = 3
-	defaultExpireAfter    = 10 * 24 * time.Hour
-	reasonExportWritten   = "Delivered"
-	reasonExportRunning   = "Writing"
-	reasonExportFailed    = "ExportFailed"
-	reasonTenantMissing   = "TenantNotFound"
-	reasonExportExpired   = "Expired"
-	reasonReceiptMatched  = "ReceiptMatched"
-	reasonAwaitingReceipt = "AwaitingReceipt"
+	exportLocationPrefix = "export/"
+	exportMaxAttempts    = 3
+	defaultExpireAfter   = 10 * 24 * time.Hour
 )
 
 // DataExportReconciler writes a tenant's export (a BagIt bag with a Frictionless Data Package) through the
@@ -109,24 +102,24 @@ func (r *DataExportReconciler) step(ctx context.Context, de *custosv1alpha1.Data
 	case "", custosv1alpha1.ExportPending:
 		if t == nil {
 			st.Phase = custosv1alpha1.ExportPending
-			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, reasonTenantMissing,
+			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonTenantNotFound,
 				fmt.Sprintf("Tenant %q not found: correct spec.tenantRef (it cannot be changed: create another DataExport)", de.Spec.TenantRef.Name))
 			return ctrl.Result{RequeueAfter: r.RetryWait}, nil
 		}
 		if de.Spec.Include.Database && t.Status.Database == nil {
 			st.Phase = custosv1alpha1.ExportPending
-			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, "DatabaseNotReady",
+			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonDatabaseNotReady,
 				fmt.Sprintf("Tenant %s has no database yet; the export starts once it is provisioned", t.Name))
 			return ctrl.Result{RequeueAfter: r.RetryWait}, nil
 		}
 		if lp := t.Status.Exit; lp != nil && lp.LiveDataPurgedAt != nil {
 			st.Phase = custosv1alpha1.ExportFailed
-			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, reasonExportFailed,
+			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportFailed,
 				fmt.Sprintf("Tenant %s's live data was purged at %s: there is nothing left to export", t.Name, lp.LiveDataPurgedAt.UTC().Format(time.RFC3339)))
 			return ctrl.Result{}, nil
 		}
 		st.Phase, st.StartedAt = custosv1alpha1.ExportRunning, ptr.To(metav1.NewTime(now))
-		setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, reasonExportRunning,
+		setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportWriting,
 			fmt.Sprintf("writing the bag to %s", bagPath(de)))
 		r.Runner.Submit(exportSpec(de))
 		return ctrl.Result{}, nil
@@ -164,11 +157,11 @@ func (r *DataExportReconciler) collect(ctx context.Context, de *custosv1alpha1.D
 		msg := fmt.Sprintf("attempt %d of %d: %v", attempts, exportMaxAttempts, res.Err)
 		if attempts >= exportMaxAttempts {
 			st.Phase = custosv1alpha1.ExportFailed
-			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, reasonExportFailed, truncate(msg, 4000))
-			r.Recorder.Eventf(de, nil, corev1.EventTypeWarning, reasonExportFailed, "Export", "%s", truncate(msg, 1000))
+			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportFailed, truncate(msg, 4000))
+			r.Recorder.Eventf(de, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonExportFailed, "Export", "%s", truncate(msg, 1000))
 			return ctrl.Result{}, nil
 		}
-		setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, reasonExportRunning, truncate(msg, 4000))
+		setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportWriting, truncate(msg, 4000))
 		r.Runner.Forget(sp.Key())
 		st.Phase = custosv1alpha1.ExportPending
 		return ctrl.Result{RequeueAfter: r.RetryWait << (attempts - 1)}, nil
@@ -188,11 +181,11 @@ func (r *DataExportReconciler) collect(ctx context.Context, de *custosv1alpha1.D
 	st.Artefact = &custosv1alpha1.ExportArtefact{Location: out.Path, SHA256: out.SHA256, Bytes: out.Bytes, PayloadOxum: out.PayloadOxum, Files: int32(out.Files)}
 	st.DeliveredAt = ptr.To(metav1.NewTime(res.Finished.UTC()))
 	st.ExpiresAt = ptr.To(metav1.NewTime(res.Finished.UTC().Add(r.expireAfter(ctx, de, t))))
-	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, true, reasonExportWritten,
+	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, true, custosv1alpha1.ReasonExportDelivered,
 		fmt.Sprintf("bag %s (%d bytes, %d payload files, sha256 %s) delivered; it is deleted at %s", out.Path, out.Bytes, out.Files, out.SHA256, st.ExpiresAt.UTC().Format(time.RFC3339)))
-	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, false, reasonAwaitingReceipt,
+	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, false, custosv1alpha1.ReasonAwaitingReceipt,
 		"waiting for the receiver's receipt: set spec.receipt.sha256 to the sha256 of the bag as received (`custos export fetch` does it)")
-	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, reasonExportWritten, "Export", "bag %s written, sha256 %s", out.Path, out.SHA256)
+	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonExportDelivered, "Export", "bag %s written, sha256 %s", out.Path, out.SHA256)
 	return ctrl.Result{RequeueAfter: st.ExpiresAt.Sub(now)}, nil
 }
 
@@ -222,10 +215,10 @@ func (r *DataExportReconciler) receipt(ctx context.Context, de *custosv1alpha1.D
 		return ctrl.Result{}, false
 	}
 	if !strings.EqualFold(de.Spec.Receipt.SHA256, st.Artefact.SHA256) {
-		if c := meta.FindStatusCondition(st.Conditions, custosv1alpha1.ConditionExportAcknowledged); c == nil || c.Reason != ReasonReceiptMismatch {
-			r.Recorder.Eventf(de, nil, corev1.EventTypeWarning, ReasonReceiptMismatch, "Acknowledge", "receipt %s does not match the bag %s", de.Spec.Receipt.SHA256, st.Artefact.SHA256)
+		if c := meta.FindStatusCondition(st.Conditions, custosv1alpha1.ConditionExportAcknowledged); c == nil || c.Reason != custosv1alpha1.ReasonReceiptMismatch {
+			r.Recorder.Eventf(de, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonReceiptMismatch, "Acknowledge", "receipt %s does not match the bag %s", de.Spec.Receipt.SHA256, st.Artefact.SHA256)
 		}
-		setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, false, ReasonReceiptMismatch,
+		setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, false, custosv1alpha1.ReasonReceiptMismatch,
 			fmt.Sprintf("the receipt's sha256 %s is not the bag's %s: the bag was damaged or another file was checked. Nothing is destroyed; fetch the bag again and correct spec.receipt",
 				de.Spec.Receipt.SHA256, st.Artefact.SHA256))
 		return ctrl.Result{}, false
@@ -243,9 +236,9 @@ func (r *DataExportReconciler) receipt(ctx context.Context, de *custosv1alpha1.D
 	if by == "" {
 		by = "the receiver"
 	}
-	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, true, reasonReceiptMatched,
+	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, true, custosv1alpha1.ReasonReceiptMatched,
 		fmt.Sprintf("%s confirmed sha256 %s; the bag is deleted at %s", by, st.Artefact.SHA256, st.ExpiresAt.UTC().Format(time.RFC3339)))
-	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, reasonReceiptMatched, "Acknowledge", "receipt matches the bag (sha256 %s)", st.Artefact.SHA256)
+	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonReceiptMatched, "Acknowledge", "receipt matches the bag (sha256 %s)", st.Artefact.SHA256)
 	return ctrl.Result{RequeueAfter: st.ExpiresAt.Sub(now)}, true
 }
 
@@ -281,9 +274,9 @@ func (r *DataExportReconciler) expire(ctx context.Context, de *custosv1alpha1.Da
 		}
 	}
 	st.Phase, st.ExpiredAt = custosv1alpha1.ExportExpired, ptr.To(metav1.NewTime(now))
-	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, reasonExportExpired,
+	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportExpired,
 		fmt.Sprintf("the bag %s was deleted at %s, as the export policy says (expireAfterDelivery)", path, now.Format(time.RFC3339)))
-	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, reasonExportExpired, "Expire", "bag %s deleted", path)
+	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonExportExpired, "Expire", "bag %s deleted", path)
 	return ctrl.Result{}, nil
 }
 

@@ -54,15 +54,15 @@ func (r *DestructionCertificateReconciler) Reconcile(ctx context.Context, req ct
 	}
 	switch {
 	case kerr != nil:
-		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, "SignatureInvalid",
+		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonSignatureInvalid,
 			fmt.Sprintf("not signed by a key published in ConfigMap %s/%s: %v", r.Keys.Namespace, SigningKeyName, kerr))
 	case err != nil:
-		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, "SignatureInvalid",
+		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonSignatureInvalid,
 			fmt.Sprintf("the envelope does not verify with the published key %s: %v", pk.KeyID, err))
 	case len(problems) > 0:
-		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, "Inconsistent", truncate(strings.Join(problems, "; "), 4000))
+		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonInconsistent, truncate(strings.Join(problems, "; "), 4000))
 	default:
-		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, true, "SignatureValid",
+		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, true, custosv1alpha1.ReasonSignatureValid,
 			fmt.Sprintf("signed by key %s (ConfigMap %s/%s), complete, and the fields shown agree with the signed payload", pk.KeyID, r.Keys.Namespace, SigningKeyName))
 	}
 	c.Status.ObservedGeneration = c.Generation

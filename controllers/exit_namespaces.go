@@ -44,8 +44,6 @@ const (
 	annotationSuspendedFrom = "custos.io/suspended-from"
 	// nodeSelectorSuspended is the node selector the suspension puts on DaemonSets: no node carries it.
 	nodeSelectorSuspended = "custos.io/suspended"
-	// reasonNamespaceStuck (LiveDataPurged): a namespace being deleted does not go away.
-	reasonNamespaceStuck = "NamespaceStuck"
 	// defaultNamespaceStuckAfter is how long a namespace may take to go before the exit reports it stuck.
 	defaultNamespaceStuckAfter = 2 * time.Minute
 )
@@ -419,9 +417,9 @@ func (r *TenantExitReconciler) namespaceStuck(ctx context.Context, t *custosv1al
 		}
 	}
 	msg := truncate(tenantns.StuckMessage(name, ns.DeletionTimestamp.Time, remaining, conds), 4000)
-	if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionLiveDataPurged); c == nil || c.Reason != reasonNamespaceStuck || c.Message != msg {
-		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reasonNamespaceStuck, "Exit", "%s", truncate(msg, 1000))
+	if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionLiveDataPurged); c == nil || c.Reason != custosv1alpha1.ReasonNamespaceStuck || c.Message != msg {
+		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonNamespaceStuck, "Exit", "%s", truncate(msg, 1000))
 	}
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLiveDataPurged, false, reasonNamespaceStuck, msg)
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLiveDataPurged, false, custosv1alpha1.ReasonNamespaceStuck, msg)
 	return nil
 }

@@ -32,14 +32,6 @@ type backend struct {
 	caPEM   []byte
 }
 
-// Location reasons.
-const (
-	reasonNotWritable = "NotWritable"
-	// reasonBucketMissing: an s3: location's bucket does not exist.
-	reasonBucketMissing = "BucketMissing"
-	reasonChecked       = "Reachable"
-)
-
 // resolveBackend reads the location's Secrets. A CA bundle is written into dir for restic.
 func resolveBackend(ctx context.Context, r client.Reader, namespace string, bl *custosv1alpha1.BackupLocation, dir string) (backend, error) {
 	u := strings.TrimRight(bl.Spec.URL, "/")
@@ -132,11 +124,11 @@ func (b backend) probe(ctx context.Context) error {
 	switch b.kind {
 	case "local":
 		if err := os.MkdirAll(b.base, 0o700); err != nil {
-			return &probeError{reasonNotWritable, fmt.Sprintf("cannot create %s: %v", b.base, err)}
+			return &probeError{custosv1alpha1.ReasonNotWritable, fmt.Sprintf("cannot create %s: %v", b.base, err)}
 		}
 		f, err := os.CreateTemp(b.base, ".custos-probe-")
 		if err != nil {
-			return &probeError{reasonNotWritable, fmt.Sprintf("cannot write into %s: %v", b.base, err)}
+			return &probeError{custosv1alpha1.ReasonNotWritable, fmt.Sprintf("cannot write into %s: %v", b.base, err)}
 		}
 		_ = f.Close()
 		_ = os.Remove(f.Name())
@@ -193,7 +185,7 @@ func (b backend) probe(ctx context.Context) error {
 				var ae *storage.S3AccessError
 				switch {
 				case errors.As(err, &ae) && ae.MissingBucket():
-					return &probeError{reasonBucketMissing, fmt.Sprintf("%s: the bucket does not exist; create it (custos does not create buckets, and restic would retry a missing bucket for about 15 minutes)", b.display)}
+					return &probeError{custosv1alpha1.ReasonBucketMissing, fmt.Sprintf("%s: the bucket does not exist; create it (custos does not create buckets, and restic would retry a missing bucket for about 15 minutes)", b.display)}
 				case errors.As(err, &ae) && ae.Credentials():
 					return &probeError{custosv1alpha1.ReasonAuthenticationFailed, fmt.Sprintf("%s refused the credentials: %v", b.display, err)}
 				}

@@ -45,21 +45,6 @@ const (
 	maxAttempts = 3
 )
 
-// Backup condition reasons.
-const (
-	reasonSnapshotFresh   = "SnapshotsFresh"
-	reasonNoSnapshotYet   = "NoSnapshotYet"
-	reasonSnapshotTooOld  = "SnapshotTooOld"
-	reasonPolicyNotReady  = "PolicyNotReady"
-	reasonRepoKeyMissing  = "RepositoryKeyMissing"
-	reasonTaskFailed      = "TaskFailed"
-	reasonDrillFailed     = "RestoreDrillFailed"
-	reasonDrillSucceeded  = "RestoreDrillSucceeded"
-	reasonCheckFailed     = "IntegrityCheckFailed"
-	reasonBackupsDisabled = "NotActive"
-	reasonBackupsDisposed = "Disposed"
-)
-
 // TenantBackupReconciler schedules a tenant's backup work and records its results. It never runs the work
 // itself: each due task is written to status first, then handed to the Runner; the result comes back as an
 // event and is written to status by the next reconcile.
@@ -277,7 +262,7 @@ func (r *TenantBackupReconciler) ensureRepoKeys(ctx context.Context, s *backupSc
 	}
 	exists := err == nil
 	if exists && sec.Labels[custosv1alpha1.LabelTenant] != t.Name {
-		return &policyError{reasonRepoKeyMissing, (&errForeignSecret{key: key}).Error()}
+		return &policyError{custosv1alpha1.ReasonRepositoryKeyMissing, (&errForeignSecret{key: key}).Error()}
 	}
 	if !exists {
 		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace,
@@ -289,7 +274,7 @@ func (r *TenantBackupReconciler) ensureRepoKeys(ctx context.Context, s *backupSc
 			continue
 		}
 		if lb := locationStatus(t, loc); lb != nil && lb.RepositoryID != "" {
-			return &policyError{reasonRepoKeyMissing, fmt.Sprintf("the key of repository %s at %s is missing from Secret %s: custos does not make a new key for an existing repository; restore the Secret from your key escrow", lb.RepositoryID, loc, key)}
+			return &policyError{custosv1alpha1.ReasonRepositoryKeyMissing, fmt.Sprintf("the key of repository %s at %s is missing from Secret %s: custos does not make a new key for an existing repository; restore the Secret from your key escrow", lb.RepositoryID, loc, key)}
 		}
 		if sec.Data == nil {
 			sec.Data = map[string][]byte{}
@@ -472,7 +457,7 @@ func (r *TenantBackupReconciler) givenUp(s *backupScope, task custosv1alpha1.Bac
 func errorReason(err error) string {
 	var tooLarge *errObjectsTooLarge
 	if errors.As(err, &tooLarge) {
-		return reasonObjectsTooLarge
+		return custosv1alpha1.ReasonObjectsTooLarge
 	}
 	var held *errHeld
 	if errors.As(err, &held) {
@@ -488,7 +473,7 @@ func errorReason(err error) string {
 	if errors.As(err, &pe) || errors.As(err, &se) || errors.As(err, &nb) {
 		return probeReason(err)
 	}
-	return reasonTaskFailed
+	return custosv1alpha1.ReasonTaskFailed
 }
 
 func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, task custosv1alpha1.BackupTask, res runner.Result) error {
@@ -532,8 +517,8 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 		ok := out.CheckError == ""
 		lb.LastCheckSucceeded = &ok
 		if !ok {
-			lb.LastError, lb.LastErrorReason = "integrity check: "+out.CheckError, reasonCheckFailed
-			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reasonCheckFailed, "Check", "%s: %s", task.Location, out.CheckError)
+			lb.LastError, lb.LastErrorReason = "integrity check: "+out.CheckError, custosv1alpha1.ReasonIntegrityCheckFailed
+			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonIntegrityCheckFailed, "Check", "%s: %s", task.Location, out.CheckError)
 		}
 	case custosv1alpha1.TaskDrill:
 		d := out.Drill
@@ -546,10 +531,10 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 		}
 		t.Status.LastDrill = st
 		if st.Succeeded {
-			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, reasonDrillSucceeded, "Drill",
+			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonRestoreDrillSucceeded, "Drill",
 				"snapshot %s restored in %s: %d tables, row counts and checksums match", short(st.Snapshot), d.Duration.Round(time.Millisecond), d.Tables)
 		} else {
-			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reasonDrillFailed, "Drill", "snapshot %s: %s", short(st.Snapshot), st.Message)
+			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonRestoreDrillFailed, "Drill", "snapshot %s: %s", short(st.Snapshot), st.Message)
 		}
 	}
 	metricTaskResult(t.Name, string(task.Kind), task.Location, true, duration)
@@ -680,7 +665,7 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 	t := s.tenant
 	if t.Status.Phase != custosv1alpha1.TenantActive {
 		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: custosv1alpha1.ConditionBackupsHealthy, Status: metav1.ConditionUnknown,
-			Reason: reasonBackupsDisabled, Message: fmt.Sprintf("the tenant is %s: no new snapshots are taken; expiry goes on", t.Status.Phase), ObservedGeneration: t.Generation})
+			Reason: custosv1alpha1.ReasonBackupsNotActive, Message: fmt.Sprintf("the tenant is %s: no new snapshots are taken; expiry goes on", t.Status.Phase), ObservedGeneration: t.Generation})
 		return
 	}
 	var problems []string
@@ -698,18 +683,18 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 			since := t.CreationTimestamp.Time
 			if s.now.Sub(since) > s.maxAge {
 				problems = append(problems, fmt.Sprintf("%s %s holds no snapshot", role, loc))
-				reason = reasonSnapshotTooOld
+				reason = custosv1alpha1.ReasonSnapshotTooOld
 			} else {
 				pending = true
 			}
 		case s.now.Sub(lb.Newest.Time) > s.maxAge:
 			problems = append(problems, fmt.Sprintf("the newest snapshot at %s %s is from %s, older than %s", role, loc, lb.Newest.UTC().Format(time.RFC3339), s.policy.Spec.MaxSnapshotAge))
-			reason = reasonSnapshotTooOld
+			reason = custosv1alpha1.ReasonSnapshotTooOld
 		}
 		if lb != nil && lb.LastError != "" {
 			problems = append(problems, fmt.Sprintf("%s %s: %s", role, loc, lb.LastError))
 			if reason == "" {
-				reason = cmp.Or(lb.LastErrorReason, reasonTaskFailed)
+				reason = cmp.Or(lb.LastErrorReason, custosv1alpha1.ReasonTaskFailed)
 			}
 		}
 	}
@@ -720,7 +705,7 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 		if lb := locationStatus(t, loc); lb != nil && lb.LastError != "" {
 			problems = append(problems, fmt.Sprintf("retired %s (no longer in the policy, still expired): %s", loc, lb.LastError))
 			if reason == "" {
-				reason = cmp.Or(lb.LastErrorReason, reasonTaskFailed)
+				reason = cmp.Or(lb.LastErrorReason, custosv1alpha1.ReasonTaskFailed)
 			}
 		}
 	}
@@ -729,9 +714,9 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 	case len(problems) > 0:
 		status, msg = metav1.ConditionFalse, strings.Join(problems, "; ")
 	case pending:
-		status, reason, msg = metav1.ConditionUnknown, reasonNoSnapshotYet, "the first snapshot and copy are on their way"
+		status, reason, msg = metav1.ConditionUnknown, custosv1alpha1.ReasonNoSnapshotYet, "the first snapshot and copy are on their way"
 	default:
-		reason = reasonSnapshotFresh
+		reason = custosv1alpha1.ReasonSnapshotsFresh
 	}
 	meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: custosv1alpha1.ConditionBackupsHealthy, Status: status,
 		Reason: reason, Message: truncate(msg, 4000), ObservedGeneration: t.Generation})
@@ -763,7 +748,7 @@ func (r *TenantBackupReconciler) drain(ctx context.Context, base, t *custosv1alp
 		t.Status.Backups[i].NextRun = nil
 	}
 	meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: custosv1alpha1.ConditionBackupsHealthy, Status: metav1.ConditionUnknown,
-		Reason: reasonBackupsDisposed, Message: "the exit destroys the tenant's backup repositories: no backup task runs any more", ObservedGeneration: t.Generation})
+		Reason: custosv1alpha1.ReasonBackupsDisposed, Message: "the exit destroys the tenant's backup repositories: no backup task runs any more", ObservedGeneration: t.Generation})
 	if err := r.patch(ctx, base, t); err != nil {
 		return err
 	}

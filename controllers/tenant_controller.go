@@ -176,7 +176,7 @@ func (r *TenantReconciler) summarise(s *tenantScope, err error) {
 		}
 	}
 	if err != nil {
-		reason, msg = "ProvisioningFailed", err.Error()
+		reason, msg = custosv1alpha1.ReasonProvisioningFailed, err.Error()
 	}
 	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reason, msg)
 	if t.Status.Phase != custosv1alpha1.TenantActive {
@@ -491,7 +491,7 @@ func (r *TenantReconciler) checkDatabaseOwnership(ctx context.Context, s *tenant
 	owner := recordedOwner(t)
 	missing, err := findMissing(cctx, srv, t, s.server.Name)
 	if err != nil {
-		return r.dbFail(s, "ProvisioningFailed", err.Error())
+		return r.dbFail(s, custosv1alpha1.ReasonProvisioningFailed, err.Error())
 	}
 	if missing != "" && lossAccepted(t) {
 		// The person decided: the lost database is forgotten, and a new one is made (and adopted by its comment).
@@ -502,7 +502,7 @@ func (r *TenantReconciler) checkDatabaseOwnership(ctx context.Context, s *tenant
 			return r.dbFail(s, custosv1alpha1.ReasonDatabaseNotOwned, fmt.Sprintf(
 				"%s on DatabaseServer %q: custos never adopts a database or role it did not create for this tenant; nothing was created — set spec.database.name to another name in a new Tenant", err, s.server.Name))
 		}
-		return r.dbFail(s, "ProvisioningFailed", err.Error())
+		return r.dbFail(s, custosv1alpha1.ReasonProvisioningFailed, err.Error())
 	}
 	s.db, s.dbConfig, s.missing, s.owner = srv, cfg, missing, owner
 	return nil
@@ -560,7 +560,7 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 	if err != nil {
 		reason := postgres.FailureReason(err)
 		if reason == "" {
-			reason = "ProvisioningFailed"
+			reason = custosv1alpha1.ReasonProvisioningFailed
 		}
 		return r.dbFail(s, reason, err.Error())
 	}

@@ -83,8 +83,7 @@ type TenantExitReconciler struct {
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles,verbs=list
 
 const (
-	exitExportSuffix    = "-exit"
-	reasonExitStepError = "ExitStepFailed"
+	exitExportSuffix = "-exit"
 	// annotationTenantUID (tenant_controller.go) and annotationExitTerminatedAt bind the exit's DataExport to the
 	// tenant (by UID) and to this exit (by its terminatedAt): a DataExport without them is never the exit's export.
 	annotationExitTerminatedAt = "custos.io/exit-terminated-at"
@@ -92,8 +91,6 @@ const (
 	defaultExitGracePeriod = 72 * time.Hour
 	// actionExitCancelled is the audit action of an exit cancelled before anything was destroyed.
 	actionExitCancelled evidence.Action = "ExitCancelled"
-	// reasonPolicyInvalid: the tenant's RetentionPolicy holds a duration the exit cannot read.
-	reasonPolicyInvalid = "PolicyInvalid"
 )
 
 // errPolicyInvalid is a RetentionPolicy value the exit cannot use; it stops the exit with a condition.
@@ -142,8 +139,8 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 		base := t.DeepCopy()
 		msg := pe.msg + ": no exit step runs until the policy is fixed"
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reasonPolicyInvalid, msg)
-		r.Recorder.Eventf(&t, nil, corev1.EventTypeWarning, reasonPolicyInvalid, "Exit", "%s", msg)
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonPolicyInvalid, msg)
+		r.Recorder.Eventf(&t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonPolicyInvalid, "Exit", "%s", msg)
 		if perr := r.patch(ctx, base, &t); perr != nil {
 			return ctrl.Result{}, perr
 		}
@@ -177,9 +174,9 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	case err != nil:
 		st.Attempts++
 		st.LastError = truncate(err.Error(), 4000)
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reasonExitStepError,
+		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExitStepFailed,
 			truncate(fmt.Sprintf("%s failed (attempt %d), retried in %s: %s", d.Action, st.Attempts, r.RetryAfter, err), 4000))
-		r.Recorder.Eventf(&t, nil, corev1.EventTypeWarning, reasonExitStepError, string(d.Action), "%s", truncate(err.Error(), 1000))
+		r.Recorder.Eventf(&t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonExitStepFailed, string(d.Action), "%s", truncate(err.Error(), 1000))
 		metricDestruction.WithLabelValues("failed").Inc()
 		logger.Error(err, "Exit step failed", "action", d.Action)
 	case done && st != nil:
@@ -438,7 +435,7 @@ func exportFacts(de *custosv1alpha1.DataExport) lifecycle.ExportFacts {
 	if de.Status.DeliveredAt != nil {
 		f.DeliveredAt = de.Status.DeliveredAt.Time
 	}
-	if c := meta.FindStatusCondition(de.Status.Conditions, custosv1alpha1.ConditionExportAcknowledged); c != nil && c.Status == metav1.ConditionFalse && c.Reason == ReasonReceiptMismatch {
+	if c := meta.FindStatusCondition(de.Status.Conditions, custosv1alpha1.ConditionExportAcknowledged); c != nil && c.Status == metav1.ConditionFalse && c.Reason == custosv1alpha1.ReasonReceiptMismatch {
 		f.ReceiptMismatch = true
 	}
 	if c := meta.FindStatusCondition(de.Status.Conditions, custosv1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse {
@@ -446,9 +443,6 @@ func exportFacts(de *custosv1alpha1.DataExport) lifecycle.ExportFacts {
 	}
 	return f
 }
-
-// ReasonReceiptMismatch (DataExport): the receipt's digest is not the bag's.
-const ReasonReceiptMismatch = "ReceiptMismatch"
 
 func hasDestroyed(t *custosv1alpha1.Tenant, kind custosv1alpha1.DestroyedLocationKind, name string) bool {
 	if t.Status.Exit == nil {
@@ -562,7 +556,7 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 		}
 	}
 	ready := d.Phase == custosv1alpha1.TenantDestroyed
-	if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c == nil || c.Reason != reasonExitStepError || d.Action == lifecycle.Wait || ex.Step == nil || ex.Step.Action != string(d.Action) {
+	if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c == nil || c.Reason != custosv1alpha1.ReasonExitStepFailed || d.Action == lifecycle.Wait || ex.Step == nil || ex.Step.Action != string(d.Action) {
 		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, ready, d.Reason, d.Message)
 	}
 	if d.Action == lifecycle.Wait {
@@ -1045,7 +1039,7 @@ func (r *TenantExitReconciler) purge(ctx context.Context, s *exitScope) (bool, e
 	}
 	at := metav1.NewTime(r.Clock.Now())
 	t.Status.Exit.LiveDataPurgedAt = &at
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLiveDataPurged, true, "Purged",
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLiveDataPurged, true, custosv1alpha1.ReasonPurged,
 		fmt.Sprintf("database %s and its role, %d Secret(s) and %d namespace(s) verified gone", t.DatabaseName(), nSecrets, len(purgedNS)))
 	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "LiveDataPurged", "Exit", "database %s, its role, the Secrets and the namespaces are verified gone", t.DatabaseName())
 	return true, nil
@@ -1204,7 +1198,7 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 	r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedSecret, Name: key.String(), Identifier: secretIdentifier(key, uid),
 		Method: "Purge", Technique: "cryptographic erase: the only copy of the repositories' keys (restic data is AES-256 encrypted) deleted",
 		Tool: "kube-apiserver", StartedAt: ex.Step.StartedAt, CompletedAt: metav1.NewTime(r.Clock.Now()), Verification: "GET returns 404 Not Found"})
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionBackupsExpired, true, "RepositoriesDestroyed",
+	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionBackupsExpired, true, custosv1alpha1.ReasonRepositoriesDestroyed,
 		"every backup repository of the tenant is verified gone and its keys are deleted")
 	return true, nil
 }

@@ -83,3 +83,73 @@ const (
 	// ReasonAuditTrailIntact: the latest append succeeded.
 	ReasonAuditTrailIntact = "AuditTrailIntact"
 )
+
+// Condition reasons of a Tenant's provisioning (Ready, NamespacesReady, DatabaseReady).
+const (
+	// ReasonProvisioningFailed: a provisioning step failed outside Kubernetes (PostgreSQL, DNS); retried.
+	ReasonProvisioningFailed = "ProvisioningFailed"
+)
+
+// Condition reasons of a Tenant's backups (BackupsHealthy) and of its backup tasks' events.
+const (
+	ReasonSnapshotsFresh = "SnapshotsFresh"
+	ReasonNoSnapshotYet  = "NoSnapshotYet"
+	ReasonSnapshotTooOld = "SnapshotTooOld"
+	// ReasonRepositoryKeyMissing: a repository exists but its key is gone from the tenant's key Secret.
+	ReasonRepositoryKeyMissing  = "RepositoryKeyMissing"
+	ReasonTaskFailed            = "TaskFailed"
+	ReasonRestoreDrillFailed    = "RestoreDrillFailed"
+	ReasonRestoreDrillSucceeded = "RestoreDrillSucceeded"
+	ReasonIntegrityCheckFailed  = "IntegrityCheckFailed"
+	// ReasonObjectsTooLarge: the tenant's Kubernetes objects exceed the manager's --objects-limit.
+	ReasonObjectsTooLarge = "ObjectsTooLarge"
+	// ReasonBackupsNotActive: the tenant is not Active; no new snapshots, expiry goes on.
+	ReasonBackupsNotActive = "NotActive"
+	// ReasonBackupsDisposed: the exit destroys the repositories; no backup task runs any more.
+	ReasonBackupsDisposed = "Disposed"
+)
+
+// Condition reasons of a Tenant's exit (Ready, LiveDataPurged); the lifecycle's own are in internal/lifecycle.
+const (
+	ReasonExitStepFailed = "ExitStepFailed"
+	// ReasonPolicyInvalid: the tenant's RetentionPolicy holds a duration the exit cannot read.
+	ReasonPolicyInvalid = "PolicyInvalid"
+	// ReasonNamespaceStuck (LiveDataPurged): a namespace being deleted does not go away.
+	ReasonNamespaceStuck = "NamespaceStuck"
+	// ReasonPurged (LiveDataPurged): database, role, Secrets and namespaces verified gone.
+	ReasonPurged = "Purged"
+	// ReasonRepositoriesDestroyed (BackupsExpired): every repository and its key verified gone.
+	ReasonRepositoriesDestroyed = "RepositoriesDestroyed"
+	// ReasonSigned (CertificateIssued): the certificate of destruction is signed and written.
+	ReasonSigned = "Signed"
+)
+
+// Condition reasons of a DataExport.
+const (
+	ReasonExportDelivered = "Delivered"
+	ReasonExportWriting   = "Writing"
+	ReasonExportFailed    = "ExportFailed"
+	// ReasonDatabaseNotReady: the tenant's database is not provisioned (or missing): nothing to export yet.
+	ReasonDatabaseNotReady = "DatabaseNotReady"
+	ReasonTenantNotFound   = "TenantNotFound"
+	ReasonExportExpired    = "Expired"
+	ReasonReceiptMatched   = "ReceiptMatched"
+	ReasonAwaitingReceipt  = "AwaitingReceipt"
+	// ReasonReceiptMismatch: the receipt's digest is not the bag's.
+	ReasonReceiptMismatch = "ReceiptMismatch"
+)
+
+// Condition reasons of a BackupLocation.
+const (
+	ReasonReachable   = "Reachable"
+	ReasonNotWritable = "NotWritable"
+	// ReasonBucketMissing: an s3: location's bucket does not exist.
+	ReasonBucketMissing = "BucketMissing"
+)
+
+// Condition reasons of a DestructionCertificate (Verified).
+const (
+	ReasonSignatureValid   = "SignatureValid"
+	ReasonSignatureInvalid = "SignatureInvalid"
+	ReasonInconsistent     = "Inconsistent"
+)

@@ -55,9 +55,9 @@ const (
 	ReasonContractRunning    = "ContractRunning"
 	ReasonContractEnded      = "ContractEnded"
 	ReasonAwaitingExport     = "AwaitingExport"
-	ReasonExportFailed       = "ExportFailed"
-	ReasonReceiptMismatch    = "ReceiptMismatch"
-	ReasonAwaitingReceipt    = "AwaitingReceipt"
+	ReasonExportFailed       = custosv1alpha1.ReasonExportFailed
+	ReasonReceiptMismatch    = custosv1alpha1.ReasonReceiptMismatch
+	ReasonAwaitingReceipt    = custosv1alpha1.ReasonAwaitingReceipt
 	ReasonExportAcknowledged = "ExportAcknowledged"
 	ReasonAcknowledgeTimeout = "AcknowledgeTimeout"
 	ReasonLegalHold          = custosv1alpha1.ReasonLegalHoldActive
