@@ -167,13 +167,13 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 	out := taskOutput{Locations: map[string]locationSummary{}}
 	// The locations the task touches: a copy reads the primary and writes the offsite.
 	touched := []string{sp.Location}
-	if sp.Kind == retentionKindCopy {
+	if sp.Kind == string(custosv1alpha1.TaskCopy) {
 		touched = []string{env.primary, sp.Location}
 	}
-	if env.retired[sp.Location] && sp.Kind != retentionKindExpiry {
+	if env.retired[sp.Location] && sp.Kind != string(custosv1alpha1.TaskExpiry) {
 		return nil, fmt.Errorf("location %q is no longer in the tenant's RetentionPolicy: only its expiry runs there", sp.Location)
 	}
-	if sp.Kind == retentionKindExpiry && lifecycle.HoldActive(env.tenant.Spec.LegalHold, e.Clock.Now()) {
+	if sp.Kind == string(custosv1alpha1.TaskExpiry) && lifecycle.HoldActive(env.tenant.Spec.LegalHold, e.Clock.Now()) {
 		return nil, &errHeld{env.tenant.Spec.LegalHold.Reason}
 	}
 	for _, loc := range touched {
@@ -199,19 +199,19 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 	}
 	now := e.Clock.Now()
 	switch sp.Kind {
-	case retentionKindSnapshot:
+	case string(custosv1alpha1.TaskSnapshot):
 		res, err := e.snapshot(ctx, env, sp)
 		if err != nil {
 			return nil, err
 		}
 		out.Snapshot = &res
-	case retentionKindCopy:
+	case string(custosv1alpha1.TaskCopy):
 		n, err := backup.Copy(ctx, env.repos[env.primary], env.repos[sp.Location], env.tenant.Name, env.keep, now, env.active())
 		if err != nil {
 			return nil, err
 		}
 		out.Copied = n
-	case retentionKindExpiry:
+	case string(custosv1alpha1.TaskExpiry):
 		primaryHolds := false
 		if lb := locationStatus(env.tenant, env.primary); lb != nil {
 			primaryHolds = lb.Snapshots > 0
@@ -232,7 +232,7 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 			return nil, err
 		}
 		out.DeletedVersions = dv.Versions
-	case retentionKindCheck:
+	case string(custosv1alpha1.TaskCheck):
 		if err := env.repos[sp.Location].Check(ctx, env.policy.Spec.Check.ReadDataSubset); err != nil {
 			var re *restic.Error
 			if !errors.As(err, &re) || re.Code != restic.ExitFatal || ctx.Err() != nil {
@@ -240,7 +240,7 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 			}
 			out.CheckError = re.Message // the repository answered and reported damage: a result, not a retry
 		}
-	case retentionKindDrill:
+	case string(custosv1alpha1.TaskDrill):
 		db, err := e.database(ctx, env)
 		if err != nil {
 			return nil, err
@@ -281,15 +281,6 @@ func (e *BackupExecutor) notHeld(ctx context.Context, tenant string) error {
 	return nil
 }
 
-// Kinds as the runner carries them.
-const (
-	retentionKindSnapshot = string(custosv1alpha1.TaskSnapshot)
-	retentionKindCopy     = string(custosv1alpha1.TaskCopy)
-	retentionKindExpiry   = string(custosv1alpha1.TaskExpiry)
-	retentionKindCheck    = string(custosv1alpha1.TaskCheck)
-	retentionKindDrill    = string(custosv1alpha1.TaskDrill)
-)
-
 func (e *BackupExecutor) load(ctx context.Context, sp runner.Spec) (*taskEnv, error) {
 	var t custosv1alpha1.Tenant
 	if err := e.Reader.Get(ctx, client.ObjectKey{Name: sp.Tenant}, &t); err != nil {
@@ -300,7 +291,7 @@ func (e *BackupExecutor) load(ctx context.Context, sp runner.Spec) (*taskEnv, er
 		return nil, err
 	}
 	keep, err := p.Spec.KeepWithin.Parse()
-	if err != nil && (sp.Kind == retentionKindExpiry || sp.Kind == retentionKindCopy) {
+	if err != nil && (sp.Kind == string(custosv1alpha1.TaskExpiry) || sp.Kind == string(custosv1alpha1.TaskCopy)) {
 		return nil, fmt.Errorf("keepWithin: %w", err) // never a window of 0; a snapshot still runs
 	}
 	if err := os.MkdirAll(e.WorkDir, 0o700); err != nil {

@@ -36,7 +36,7 @@ import (
 )
 
 // KindExport is the runner task that writes a DataExport's bag.
-const KindExport = "Export"
+const KindExport = string(custosv1alpha1.TaskExport)
 
 const (
 	exportLocationPrefix = "export/"

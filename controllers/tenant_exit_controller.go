@@ -41,7 +41,7 @@ import (
 )
 
 // KindShred is the runner task that destroys a tenant's repository at one location.
-const KindShred = "Shred"
+const KindShred = string(custosv1alpha1.TaskShred)
 
 // TenantExitReconciler carries out a tenant's exit: internal/lifecycle decides the step from (spec, status, facts,
 // now); this controller gathers the facts, records the step in status before it starts and its outcome after, and

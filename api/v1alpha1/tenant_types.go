@@ -476,6 +476,13 @@ const (
 	TaskDrill    TaskKind = "Drill"
 )
 
+// Kinds of work the runner carries that are never in status.tasks (outside the enum above): the exit's destruction
+// of a repository, and the writing of a DataExport's bag. One vocabulary for retention, the runner and the executor.
+const (
+	TaskShred  TaskKind = "Shred"
+	TaskExport TaskKind = "Export"
+)
+
 // BackupTask is a unit of backup work for one scheduled slot.
 type BackupTask struct {
 	// key identifies the task: kind/location/slot, the same for every attempt.

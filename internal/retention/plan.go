@@ -2,15 +2,17 @@ package retention
 
 import (
 	"time"
+
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 )
 
-// Task kinds a plan produces.
+// Task kinds a plan produces: the API's TaskKind values, as the runner carries them.
 const (
-	KindSnapshot = "Snapshot"
-	KindCopy     = "Copy"
-	KindExpiry   = "Expiry"
-	KindCheck    = "Check"
-	KindDrill    = "Drill"
+	KindSnapshot = string(custosv1alpha1.TaskSnapshot)
+	KindCopy     = string(custosv1alpha1.TaskCopy)
+	KindExpiry   = string(custosv1alpha1.TaskExpiry)
+	KindCheck    = string(custosv1alpha1.TaskCheck)
+	KindDrill    = string(custosv1alpha1.TaskDrill)
 )
 
 // Schedules are a policy's parsed schedules.
