@@ -1,0 +1,94 @@
+package controllers
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+)
+
+// What the backup controller records and submits around retention.Plan (which has its own specs): deduplication,
+// the legal hold and an unusable keepWithin stopping expiry, and what a tenant that is not Active still gets.
+var _ = Describe("Backup plan", func() {
+	now := time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)
+	daily := custosv1alpha1.Schedule{Cron: "@daily", TimeZone: "UTC"}
+
+	// scope: an Active tenant with a database, repositories with snapshots at primary "ams" and offsite "fra",
+	// every kind of work answered for today except expiry.
+	scope := func() *backupScope {
+		p := &custosv1alpha1.RetentionPolicy{Spec: custosv1alpha1.RetentionPolicySpec{Schedule: daily, CopySchedule: daily, ExpirySchedule: daily,
+			Check: custosv1alpha1.RepositoryCheck{Schedule: daily}, RestoreDrill: custosv1alpha1.RestoreDrill{Schedule: daily}}}
+		sc, err := parseSchedules(p)
+		Expect(err).NotTo(HaveOccurred())
+		done := ptrTime(now)
+		loc := func(name string) custosv1alpha1.LocationBackupStatus {
+			return custosv1alpha1.LocationBackupStatus{Location: name, RepositoryID: "r-" + name, Snapshots: 5, Newest: ptrTime(now.Add(-time.Hour)),
+				LastSnapshotSlot: done, LastCopySlot: done, LastCheck: done}
+		}
+		t := &custosv1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: "kliniek"}, Status: custosv1alpha1.TenantStatus{
+			Phase: custosv1alpha1.TenantActive, Database: &custosv1alpha1.DatabaseStatus{Name: "tenant_kliniek", OID: 16384},
+			Backups: []custosv1alpha1.LocationBackupStatus{loc("ams"), loc("fra")}, LastDrill: &custosv1alpha1.RestoreDrillStatus{Slot: done}}}
+		return &backupScope{tenant: t, policy: p, scheds: sc, now: now, primary: "ams", offsite: "fra", keep: 90 * 24 * time.Hour}
+	}
+	kinds := func(s *backupScope) []string {
+		var out []string
+		for _, sp := range s.submit {
+			out = append(out, sp.Kind+"/"+sp.Location)
+		}
+		return out
+	}
+	plan := func(s *backupScope) { (&TenantBackupReconciler{}).plan(s) }
+
+	It("records and submits the expiry due at each location, once", func() {
+		s := scope()
+		plan(s)
+		Expect(kinds(s)).To(ConsistOf("Expiry/ams", "Expiry/fra"))
+		Expect(s.tenant.Status.Tasks).To(HaveLen(2))
+		for _, task := range s.tenant.Status.Tasks {
+			Expect(task.Key).To(Equal(specOf(s.tenant, task).TaskKey()))
+			Expect(task.Attempts).To(Equal(int32(1)))
+			Expect(task.StartedAt).To(HaveValue(HaveField("Time", BeTemporally("==", now))))
+		}
+		Expect(s.tenant.Status.NextBackup).To(HaveValue(HaveField("Time", BeTemporally("==", now.Truncate(24*time.Hour).Add(24*time.Hour)))))
+
+		By("planning again with the tasks recorded: nothing new")
+		s.submit = nil
+		plan(s)
+		Expect(s.submit).To(BeEmpty())
+		Expect(s.tenant.Status.Tasks).To(HaveLen(2))
+	})
+
+	It("plans no expiry under an active legal hold, and again once it has passed", func() {
+		s := scope()
+		s.tenant.Spec.LegalHold = &custosv1alpha1.LegalHold{Reason: "court order 2026/113", Until: ptrTime(now.Add(time.Hour))}
+		plan(s)
+		Expect(s.submit).To(BeEmpty())
+		Expect(s.tenant.Status.Tasks).To(BeEmpty())
+
+		s.now = now.Add(2 * time.Hour)
+		plan(s)
+		Expect(kinds(s)).To(ConsistOf("Expiry/ams", "Expiry/fra"))
+	})
+
+	It("plans no expiry while keepWithin is unusable (never a window of 0)", func() {
+		s := scope()
+		s.keepInvalid = "keepWithin is not usable"
+		plan(s)
+		Expect(s.submit).To(BeEmpty())
+	})
+
+	It("gives a tenant that is not Active no new snapshot, copy or drill, only expiry, and no next backup", func() {
+		s := scope()
+		s.tenant.Status.Phase = custosv1alpha1.TenantAwaitingBackupExpiry
+		s.tenant.Status.Backups[0].LastSnapshotSlot, s.tenant.Status.Backups[1].LastCopySlot, s.tenant.Status.LastDrill = nil, nil, nil
+		plan(s)
+		Expect(kinds(s)).To(ConsistOf("Expiry/ams", "Expiry/fra"))
+		Expect(s.tenant.Status.NextBackup).To(BeNil())
+		for _, lb := range s.tenant.Status.Backups {
+			Expect(lb.NextRun).NotTo(BeNil(), "the next expiry at %s is shown", lb.Location)
+		}
+	})
+})
