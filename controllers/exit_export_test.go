@@ -48,7 +48,9 @@ var _ = Describe("Exit export binding", func() {
 	)
 
 	DescribeTable("the grace period never shorter than the default by mistake",
-		func(p *custosv1alpha1.RetentionPolicy, want time.Duration) { Expect(exitGracePeriod(p)).To(Equal(want)) },
+		func(p *custosv1alpha1.RetentionPolicy, want time.Duration) {
+			Expect(exitGracePeriod(p)).To(Equal(want))
+		},
 		Entry("no policy", nil, 72*time.Hour),
 		Entry("not set", &custosv1alpha1.RetentionPolicy{}, 72*time.Hour),
 		Entry("unreadable", &custosv1alpha1.RetentionPolicy{Spec: custosv1alpha1.RetentionPolicySpec{ExitGracePeriod: "soon"}}, 72*time.Hour),
