@@ -171,7 +171,7 @@ var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 			KeepWithin: "90d", AllowedJurisdictions: []custosv1alpha1.JurisdictionSelector{"EEA"}}}
 		ensureObject(ctx, p)
 		pc := condition(ctx, p, custosv1alpha1.ConditionReady)
-		Eventually(pc).Should(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonJurisdictionRefused))
+		Eventually(pc).WithTimeout(time.Minute).Should(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonJurisdictionRefused))
 		Expect(pc(Default).Message).To(ContainSubstring("US"))
 
 		good := &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: bkPolicy}}
