@@ -3,6 +3,8 @@
 # Everything comes from the Go module proxy; nothing is downloaded from anywhere else.
 #
 #   hack/tools.sh [tool ...]     tools: kube-apiserver etcd kubectl restic rest-server versitygw controller-gen helm
+#                                the one-node cluster's (make cluster-up): kubelet kube-controller-manager
+#                                kube-scheduler kube-proxy kube-router
 #
 # A stamp file bin/.<tool>.version records what was built, so a version bump in this file rebuilds.
 set -euo pipefail
@@ -14,6 +16,11 @@ REST_SERVER_VERSION=${REST_SERVER_VERSION:-v0.14.0}
 VERSITYGW_VERSION=${VERSITYGW_VERSION:-v1.8.0}      # S3 server for the S3 repository specs (≈3 min to build)
 CONTROLLER_TOOLS_VERSION=${CONTROLLER_TOOLS_VERSION:-v0.23.0}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
+# NetworkPolicy enforcer of the one-node cluster (iptables + ipset). The module proxy serves upstream
+# github.com/cloudnativelabs/kube-router/v2 only at v2.1.0, which has reported security flaws; k3s' fork (the
+# netpol controller k3s ships) is served at v2.6.3-k3s1, and its go.mod keeps the upstream module path.
+KUBE_ROUTER_MODULE=${KUBE_ROUTER_MODULE:-github.com/k3s-io/kube-router/v2}
+KUBE_ROUTER_VERSION=${KUBE_ROUTER_VERSION:-v2.6.3-k3s1}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$ROOT/bin}
@@ -59,15 +66,16 @@ k8s_wrapper() {
   } >"$dir/go.mod"
 }
 
-build_kubernetes() { # kube-apiserver and kubectl share one wrapper module and one dependency download.
-  local want=()
-  fresh kube-apiserver "$KUBERNETES_VERSION" || want+=(kube-apiserver)
-  fresh kubectl "$KUBERNETES_VERSION" || want+=(kubectl)
+KUBERNETES_TOOLS=(kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy)
+
+build_kubernetes() { # <tool>: one wrapper module and one dependency download for every Kubernetes binary.
+  local want=() t
+  for t in "$@"; do fresh "$t" "$KUBERNETES_VERSION" || want+=("$t"); done
   [[ ${#want[@]} -gt 0 ]] || return 0
   local dir; scratch; dir=$SCRATCH
   log "building ${want[*]} $KUBERNETES_VERSION (a few minutes on 2 cores)"
   k8s_wrapper "$dir"
-  local pkgs=() t
+  local pkgs=()
   for t in "${want[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$t@$KUBERNETES_VERSION"); done
   (cd "$dir" && go get "${pkgs[@]}")
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)"
@@ -114,7 +122,8 @@ in_module() {
 
 build() {
   case "$1" in
-    kube-apiserver | kubectl) build_kubernetes ;;
+    kube-apiserver | kubectl | kubelet | kube-controller-manager | kube-scheduler | kube-proxy) build_kubernetes "$1" ;;
+    kube-router) in_module kube-router "$KUBE_ROUTER_MODULE" "$KUBE_ROUTER_VERSION" ./cmd/kube-router ;;
     etcd) build_etcd ;;
     restic) in_module restic github.com/restic/restic "$RESTIC_VERSION" ./cmd/restic ;;
     rest-server) in_module rest-server github.com/restic/rest-server "$REST_SERVER_VERSION" ./cmd/rest-server ;;
@@ -126,4 +135,10 @@ build() {
 }
 
 if [[ $# -eq 0 ]]; then set -- controller-gen etcd restic rest-server helm kube-apiserver kubectl; fi
-for t in "$@"; do build "$t"; done
+# The Kubernetes binaries asked for are built together (one wrapper module, one `go get`); the rest one by one.
+k8s=() others=()
+for t in "$@"; do
+  case " ${KUBERNETES_TOOLS[*]} " in *" $t "*) k8s+=("$t") ;; *) others+=("$t") ;; esac
+done
+[[ ${#k8s[@]} -eq 0 ]] || build_kubernetes "${k8s[@]}"
+for t in "${others[@]}"; do build "$t"; done
