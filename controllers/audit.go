@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,10 +14,11 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/evidence"
+	"github.com/custos-io/custos/internal/metrics"
 )
 
 // The audit trail of a tenant lives in ConfigMaps in the manager's namespace, not in the Tenant, so that it
@@ -41,11 +41,10 @@ const (
 	// auditStepKey in an entry's detail identifies the step it records; Append records a step once.
 	auditStepKey = "step"
 
-	annotationAuditTenantUID = "custos.io/tenant-uid"
-	annotationAuditPrevName  = "custos.io/audit-prev-segment"
-	annotationAuditPrevSeq   = "custos.io/audit-prev-seq"
-	annotationAuditPrevHash  = "custos.io/audit-prev-hash"
-	auditIndexSuffix         = "-head"
+	annotationAuditPrevName = "custos.io/audit-prev-segment"
+	annotationAuditPrevSeq  = "custos.io/audit-prev-seq"
+	annotationAuditPrevHash = "custos.io/audit-prev-hash"
+	auditIndexSuffix        = "-head"
 )
 
 // AuditLog appends to and reads tenants' audit trails.
@@ -58,19 +57,11 @@ type AuditLog struct {
 	SegmentBytes int
 }
 
-func auditPrefix(t *custosv1alpha1.Tenant) string {
-	uid := string(t.UID)
-	if len(uid) > 8 {
-		uid = uid[:8]
-	}
-	return fmt.Sprintf("custos-audit-%s-%s", t.Name, uid)
-}
-
 func auditSegmentName(t *custosv1alpha1.Tenant, n int) string {
-	return fmt.Sprintf("%s-%d", auditPrefix(t), n)
+	return fmt.Sprintf("%s-%d", t.AuditPrefix(), n)
 }
 
-func auditIndexName(t *custosv1alpha1.Tenant) string { return auditPrefix(t) + auditIndexSuffix }
+func auditIndexName(t *custosv1alpha1.Tenant) string { return t.AuditPrefix() + auditIndexSuffix }
 
 // segmentOf reads a segment's number and link from the ConfigMap's labels and annotations.
 func segmentOf(cm *corev1.ConfigMap) (evidence.SegmentLink, error) {
@@ -101,7 +92,7 @@ func parseSegment(cm *corev1.ConfigMap) (evidence.Segment, error) {
 
 // ownSegment: the ConfigMap is a segment of this tenant's trail (not of an earlier tenant of the same name).
 func ownSegment(t *custosv1alpha1.Tenant, name string) bool {
-	rest, ok := strings.CutPrefix(name, auditPrefix(t)+"-")
+	rest, ok := strings.CutPrefix(name, t.AuditPrefix()+"-")
 	if !ok {
 		return false
 	}
@@ -209,19 +200,19 @@ func (a *AuditLog) Record(ctx context.Context, t *custosv1alpha1.Tenant, action 
 	head, err := a.Append(ctx, t, action, detail)
 	if err != nil {
 		log.FromContext(ctx).Error(err, "Could not append to the audit trail; the step is not counted as done", "action", action)
-		metricAuditFailures.WithLabelValues(t.Name).Inc()
+		metrics.AuditAppendFailed(t.Name)
 		reason := custosv1alpha1.ReasonAuditAppendFailed
 		var te *evidence.TrailError
 		var ce *evidence.ChainError
 		if errors.As(err, &te) || errors.As(err, &ce) {
 			reason = custosv1alpha1.ReasonAuditTrailBroken
 		}
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionAuditTrail, false, reason,
-			truncate(fmt.Sprintf("could not record %s: %v", action, err), 4000))
+		conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionAuditTrail, false, reason,
+			conditions.Truncate(fmt.Sprintf("could not record %s: %v", action, err), 4000))
 		return fmt.Errorf("recording %s on the audit trail: %w", action, err)
 	}
 	t.Status.AuditHead, t.Status.AuditLength, t.Status.AuditSegment = "sha256:"+head.Hash, head.Length, head.SegmentName
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionAuditTrail, true, custosv1alpha1.ReasonAuditTrailIntact,
+	conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionAuditTrail, true, custosv1alpha1.ReasonAuditTrailIntact,
 		fmt.Sprintf("the audit trail ends at entry %d in ConfigMap %s/%s", head.Length, a.Namespace, head.SegmentName))
 	return nil
 }
@@ -253,7 +244,7 @@ func (a *AuditLog) trailHead(ctx context.Context, t *custosv1alpha1.Tenant) (evi
 			}
 			what := fmt.Sprintf("segment %d (ConfigMap %s/%s) is missing", n, a.Namespace, auditSegmentName(t, n))
 			if m > n {
-				what = fmt.Sprintf("segments %d to %d (ConfigMaps %s-%d to -%d) are missing", n, m, auditPrefix(t), n, m)
+				what = fmt.Sprintf("segments %d to %d (ConfigMaps %s-%d to -%d) are missing", n, m, t.AuditPrefix(), n, m)
 			}
 			var missing []int
 			for i := n; i <= m; i++ {
@@ -267,7 +258,7 @@ func (a *AuditLog) trailHead(ctx context.Context, t *custosv1alpha1.Tenant) (evi
 	if maxN == 0 {
 		if idxCM != nil || !recorded.Empty() {
 			return evidence.TrailHead{}, nil, nil, &evidence.TrailError{Reason: fmt.Sprintf("no segment of the audit trail is left (ConfigMaps %s-*), but the trail's head was %s: the trail was deleted; restore it from a backup of the cluster",
-				auditPrefix(t), map[bool]evidence.TrailHead{true: idx, false: recorded}[idxCM != nil])}
+				t.AuditPrefix(), map[bool]evidence.TrailHead{true: idx, false: recorded}[idxCM != nil])}
 		}
 		return evidence.TrailHead{}, nil, nil, nil
 	}
@@ -377,12 +368,12 @@ func (a *AuditLog) Append(ctx context.Context, t *custosv1alpha1.Tenant, action 
 			return nil
 		}
 		n := cur.Segment + 1
-		ann := map[string]string{annotationAuditTenantUID: string(t.UID)}
+		ann := map[string]string{custosv1alpha1.AnnotationTenantUID: string(t.UID)}
 		if last != nil {
 			ann[annotationAuditPrevName], ann[annotationAuditPrevSeq], ann[annotationAuditPrevHash] = last.Name, strconv.FormatInt(cur.Length, 10), cur.Hash
 		}
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: auditSegmentName(t, n),
-			Labels: map[string]string{labelPurpose: purposeAudit, labelAuditTenant: t.Name, labelAuditSegment: strconv.Itoa(n),
+			Labels: map[string]string{custosv1alpha1.LabelPurpose: purposeAudit, labelAuditTenant: t.Name, labelAuditSegment: strconv.Itoa(n),
 				custosv1alpha1.LabelManagedBy: "custos"},
 			Annotations: ann},
 			Data: map[string]string{auditDataKey: line}}
@@ -423,8 +414,8 @@ func (a *AuditLog) advanceIndex(ctx context.Context, t *custosv1alpha1.Tenant, h
 		}
 		if cm == nil && te == nil {
 			cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: auditIndexName(t),
-				Labels:      map[string]string{labelPurpose: purposeAudit + "-index", labelAuditIndex: t.Name, custosv1alpha1.LabelManagedBy: "custos"},
-				Annotations: map[string]string{annotationAuditTenantUID: string(t.UID)}}, Data: data()}
+				Labels:      map[string]string{custosv1alpha1.LabelPurpose: purposeAudit + "-index", labelAuditIndex: t.Name, custosv1alpha1.LabelManagedBy: "custos"},
+				Annotations: map[string]string{custosv1alpha1.AnnotationTenantUID: string(t.UID)}}, Data: data()}
 			err := a.Client.Create(ctx, cm)
 			if apierrors.IsAlreadyExists(err) {
 				return apierrors.NewConflict(corev1.Resource("configmaps"), cm.Name, err)
@@ -441,10 +432,3 @@ func (a *AuditLog) advanceIndex(ctx context.Context, t *custosv1alpha1.Tenant, h
 		return a.Client.Update(ctx, cm)
 	})
 }
-
-var metricAuditFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Name: "custos_audit_append_failures_total",
-	Help: "Audit entries that could not be written (the trail has a gap, or the write failed); the step that wanted to record is retried.",
-}, []string{"tenant"})
-
-func init() { metrics.Registry.MustRegister(metricAuditFailures) }

@@ -154,9 +154,9 @@ func (env *taskEnv) active() bool { return !env.tenant.Status.Phase.ExitStarted(
 // Execute implements runner.Executor.
 func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, error) {
 	switch sp.Kind {
-	case KindShred:
+	case custosv1alpha1.TaskShred:
 		return e.shred(ctx, sp)
-	case KindExport:
+	case custosv1alpha1.TaskExport:
 		return e.exportBag(ctx, sp)
 	}
 	env, err := e.load(ctx, sp)
@@ -167,13 +167,13 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 	out := taskOutput{Locations: map[string]locationSummary{}}
 	// The locations the task touches: a copy reads the primary and writes the offsite.
 	touched := []string{sp.Location}
-	if sp.Kind == string(custosv1alpha1.TaskCopy) {
+	if sp.Kind == custosv1alpha1.TaskCopy {
 		touched = []string{env.primary, sp.Location}
 	}
-	if env.retired[sp.Location] && sp.Kind != string(custosv1alpha1.TaskExpiry) {
+	if env.retired[sp.Location] && sp.Kind != custosv1alpha1.TaskExpiry {
 		return nil, fmt.Errorf("location %q is no longer in the tenant's RetentionPolicy: only its expiry runs there", sp.Location)
 	}
-	if sp.Kind == string(custosv1alpha1.TaskExpiry) && lifecycle.HoldActive(env.tenant.Spec.LegalHold, e.Clock.Now()) {
+	if sp.Kind == custosv1alpha1.TaskExpiry && lifecycle.HoldActive(env.tenant.Spec.LegalHold, e.Clock.Now()) {
 		return nil, &errHeld{env.tenant.Spec.LegalHold.Reason}
 	}
 	for _, loc := range touched {
@@ -199,21 +199,21 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 	}
 	now := e.Clock.Now()
 	switch sp.Kind {
-	case string(custosv1alpha1.TaskSnapshot):
+	case custosv1alpha1.TaskSnapshot:
 		res, err := e.snapshot(ctx, env, sp)
 		if err != nil {
 			return nil, err
 		}
 		out.Snapshot = &res
-	case string(custosv1alpha1.TaskCopy):
+	case custosv1alpha1.TaskCopy:
 		n, err := backup.Copy(ctx, env.repos[env.primary], env.repos[sp.Location], env.tenant.Name, env.keep, now, env.active())
 		if err != nil {
 			return nil, err
 		}
 		out.Copied = n
-	case string(custosv1alpha1.TaskExpiry):
+	case custosv1alpha1.TaskExpiry:
 		primaryHolds := false
-		if lb := locationStatus(env.tenant, env.primary); lb != nil {
+		if lb := env.tenant.LocationStatus(env.primary); lb != nil {
 			primaryHolds = lb.Snapshots > 0
 		}
 		n, err := backup.Expire(ctx, env.repos[sp.Location], env.tenant.Name, backup.ExpireOptions{
@@ -232,7 +232,7 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 			return nil, err
 		}
 		out.DeletedVersions = dv.Versions
-	case string(custosv1alpha1.TaskCheck):
+	case custosv1alpha1.TaskCheck:
 		if err := env.repos[sp.Location].Check(ctx, env.policy.Spec.Check.ReadDataSubset); err != nil {
 			var re *restic.Error
 			if !errors.As(err, &re) || re.Code != restic.ExitFatal || ctx.Err() != nil {
@@ -240,7 +240,7 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 			}
 			out.CheckError = re.Message // the repository answered and reported damage: a result, not a retry
 		}
-	case string(custosv1alpha1.TaskDrill):
+	case custosv1alpha1.TaskDrill:
 		db, err := e.database(ctx, env)
 		if err != nil {
 			return nil, err
@@ -291,7 +291,7 @@ func (e *BackupExecutor) load(ctx context.Context, sp runner.Spec) (*taskEnv, er
 		return nil, err
 	}
 	keep, err := p.Spec.KeepWithin.Parse()
-	if err != nil && (sp.Kind == string(custosv1alpha1.TaskExpiry) || sp.Kind == string(custosv1alpha1.TaskCopy)) {
+	if err != nil && (sp.Kind == custosv1alpha1.TaskExpiry || sp.Kind == custosv1alpha1.TaskCopy) {
 		return nil, fmt.Errorf("keepWithin: %w", err) // never a window of 0; a snapshot still runs
 	}
 	if err := os.MkdirAll(e.WorkDir, 0o700); err != nil {
@@ -308,13 +308,13 @@ func (e *BackupExecutor) load(ctx context.Context, sp runner.Spec) (*taskEnv, er
 		env.offsite = p.Spec.Offsite.Name
 		locs = append(locs, env.offsite)
 	}
-	if sp.Location != "" && !slices.Contains(locs, sp.Location) && locationStatus(&t, sp.Location) != nil {
+	if sp.Location != "" && !slices.Contains(locs, sp.Location) && t.LocationStatus(sp.Location) != nil {
 		// A location the tenant's repositories were in before the policy changed: still expired until empty.
 		env.retired[sp.Location] = true
 		locs = append(locs, sp.Location)
 	}
 	keys := &corev1.Secret{}
-	if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: repoKeySecretPrefix + t.Name}, keys); err != nil {
+	if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: t.RepoKeySecretName()}, keys); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("repository keys: %w", err)
 	}

@@ -98,7 +98,7 @@ var _ = Describe("Backup decisions", func() {
 		stopForLostDatabase(s)
 
 		Expect(s.submit).To(HaveLen(1))
-		Expect(s.submit[0].Kind).To(Equal(string(custosv1alpha1.TaskCheck)))
+		Expect(s.submit[0].Kind).To(Equal(custosv1alpha1.TaskCheck))
 		Expect(t.Status.Tasks).To(HaveLen(1))
 		Expect(t.Status.Tasks[0].Kind).To(Equal(custosv1alpha1.TaskCheck))
 		Expect(t.Status.NextBackup).To(BeNil())
@@ -110,7 +110,7 @@ var _ = Describe("Backup decisions", func() {
 		s := scope(fresh("ams"))
 		s.tenant.Status.Phase = custosv1alpha1.TenantTerminating
 		s.tenant.Status.Conditions = []metav1.Condition{{Type: custosv1alpha1.ConditionDatabaseReady, Status: metav1.ConditionFalse, Reason: custosv1alpha1.ReasonDatabaseMissing}}
-		s.submit = []runner.Spec{{Tenant: "kliniek", Kind: string(custosv1alpha1.TaskExpiry), Location: "ams", Slot: now}}
+		s.submit = []runner.Spec{{Tenant: "kliniek", Kind: custosv1alpha1.TaskExpiry, Location: "ams", Slot: now}}
 		stopForLostDatabase(s)
 		Expect(s.submit).To(HaveLen(1))
 	})

@@ -36,7 +36,7 @@ var _ = Describe("Backup plan", func() {
 	kinds := func(s *backupScope) []string {
 		var out []string
 		for _, sp := range s.submit {
-			out = append(out, sp.Kind+"/"+sp.Location)
+			out = append(out, string(sp.Kind)+"/"+sp.Location)
 		}
 		return out
 	}

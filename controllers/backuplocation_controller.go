@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/conditions"
 )
 
 // BackupLocationReconciler checks that a location's base answers and can be written, and counts the tenant
@@ -71,7 +72,7 @@ func (r *BackupLocationReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	bl.Status.ObservedGeneration = bl.Generation
 	was := meta.FindStatusCondition(base.Status.Conditions, custosv1alpha1.ConditionReady)
-	setCondition(&bl.Status.Conditions, bl.Generation, custosv1alpha1.ConditionReady, ok, reason, msg)
+	conditions.Set(&bl.Status.Conditions, bl.Generation, custosv1alpha1.ConditionReady, ok, reason, msg)
 	if was == nil || (was.Status == metav1.ConditionTrue) != ok || was.Reason != reason {
 		typ := corev1.EventTypeNormal
 		if !ok {

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,10 +17,11 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/evidence"
+	"github.com/custos-io/custos/internal/metrics"
 )
 
 // The signing key of certificates: an Ed25519 key generated at first start into a Secret of the manager's
@@ -116,10 +116,10 @@ func (k *SigningKeys) Key(ctx context.Context) (ed25519.PrivateKey, error) {
 	}
 	priv, err := k.load(ctx)
 	if err != nil {
-		metricSigningKeyReady.Set(0)
+		metrics.SigningKeyReady(false)
 		return nil, err
 	}
-	metricSigningKeyReady.Set(1)
+	metrics.SigningKeyReady(true)
 	k.key = priv
 	return priv, nil
 }
@@ -153,7 +153,7 @@ func (k *SigningKeys) load(ctx context.Context) (ed25519.PrivateKey, error) {
 			return nil, err
 		}
 		sec = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: name,
-			Labels: map[string]string{labelPurpose: "certificate-signing-key", custosv1alpha1.LabelManagedBy: "custos"}},
+			Labels: map[string]string{custosv1alpha1.LabelPurpose: "certificate-signing-key", custosv1alpha1.LabelManagedBy: "custos"}},
 			Type: corev1.SecretTypeOpaque, Data: map[string][]byte{signingKeyPrivateKey: pem}, Immutable: ptr.To(true)}
 		if err := k.Client.Create(ctx, &sec); err != nil {
 			if !apierrors.IsAlreadyExists(err) {
@@ -201,7 +201,7 @@ func (k *SigningKeys) publish(ctx context.Context, pub ed25519.PublicKey) error 
 		want := map[string]string{signingKeyPublicKey: string(pem), "keyid": evidence.KeyID(pub), signingKeyHistory: string(history.Marshal())}
 		if cm == nil {
 			cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: SigningKeyName,
-				Labels: map[string]string{labelPurpose: "certificate-public-key", custosv1alpha1.LabelManagedBy: "custos"}}, Data: want}
+				Labels: map[string]string{custosv1alpha1.LabelPurpose: "certificate-public-key", custosv1alpha1.LabelManagedBy: "custos"}}, Data: want}
 			err := k.Client.Create(ctx, cm)
 			if apierrors.IsAlreadyExists(err) {
 				return apierrors.NewConflict(corev1.Resource("configmaps"), cm.Name, err)
@@ -216,21 +216,6 @@ func (k *SigningKeys) publish(ctx context.Context, pub ed25519.PublicKey) error 
 	})
 }
 
-var metricSigningKeyReady = prometheus.NewGauge(prometheus.GaugeOpts{
-	Name: "custos_signing_key_ready",
-	Help: "1 when the manager has its certificate signing key; 0 when it refuses one (Secret missing or another key than the one in use, without --allow-new-signing-key).",
-})
-
-func init() { metrics.Registry.MustRegister(metricSigningKeyReady) }
-
-func certificateName(t *custosv1alpha1.Tenant) string {
-	uid := string(t.UID)
-	if len(uid) > 8 {
-		uid = uid[:8]
-	}
-	return fmt.Sprintf("%s-%s", t.Name, uid)
-}
-
 var destroyedKind = map[custosv1alpha1.DestroyedLocationKind]string{
 	custosv1alpha1.DestroyedDatabase: evidence.KindDatabase, custosv1alpha1.DestroyedRole: evidence.KindDatabase,
 	custosv1alpha1.DestroyedSecret: evidence.KindSecret, custosv1alpha1.DestroyedNamespace: evidence.KindNamespace,
@@ -242,7 +227,7 @@ var destroyedKind = map[custosv1alpha1.DestroyedLocationKind]string{
 func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool, error) {
 	t := s.tenant
 	ex := t.Status.Exit
-	name := certificateName(t)
+	name := t.CertificateName()
 	var existing custosv1alpha1.DestructionCertificate
 	err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &existing)
 	if err == nil {
@@ -272,8 +257,8 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 	}
 	entries, err := r.Audit.Entries(ctx, t)
 	if err != nil {
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionAuditTrail, false, custosv1alpha1.ReasonAuditTrailBroken,
-			truncate(fmt.Sprintf("no certificate is signed over a broken trail: %v", err), 4000))
+		conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionAuditTrail, false, custosv1alpha1.ReasonAuditTrailBroken,
+			conditions.Truncate(fmt.Sprintf("no certificate is signed over a broken trail: %v", err), 4000))
 		return false, err
 	}
 	head, length := evidence.Head(entries)
@@ -285,7 +270,7 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 		DataController: evidence.DataController{Name: t.Spec.DataController.Name, Contact: t.Spec.DataController.Contact, Email: t.Spec.DataController.Email},
 		Processor:      evidence.Processor{Name: r.Processor},
 		Retained: []evidence.Retained{
-			{What: fmt.Sprintf("the tenant's audit trail (ConfigMaps %s-* in namespace %s)", auditPrefix(t), r.Namespace), Reason: "accountability: record of processing and of its destruction (GDPR art. 5(2), NEN 7513 logging); it holds no personal data of the tenant's data subjects"},
+			{What: fmt.Sprintf("the tenant's audit trail (ConfigMaps %s-* in namespace %s)", t.AuditPrefix(), r.Namespace), Reason: "accountability: record of processing and of its destruction (GDPR art. 5(2), NEN 7513 logging); it holds no personal data of the tenant's data subjects"},
 			{What: "this certificate of destruction", Reason: "proof of destruction on the data controller's request"},
 		},
 		Audit:    evidence.AuditRef{Head: head, Length: length},
@@ -345,7 +330,7 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 	if err := r.Client.Create(ctx, cert); err != nil && !apierrors.IsAlreadyExists(err) {
 		return false, fmt.Errorf("writing DestructionCertificate %s: %w", name, err)
 	}
-	metricDestruction.WithLabelValues("certified").Inc()
+	metrics.Destruction("certified")
 	if err := r.recordCertificate(ctx, t, name, head); err != nil {
 		return false, err
 	}
@@ -368,6 +353,6 @@ func (r *TenantExitReconciler) certified(t *custosv1alpha1.Tenant, name string) 
 	if ex.DestroyedAt == nil {
 		ex.DestroyedAt = ptr.To(metav1.NewTime(r.Clock.Now()))
 	}
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionCertificateIssued, true, custosv1alpha1.ReasonSigned,
+	conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionCertificateIssued, true, custosv1alpha1.ReasonSigned,
 		fmt.Sprintf("DestructionCertificate %s is signed; its public key is in ConfigMap %s/%s", name, r.Namespace, SigningKeyName))
 }

@@ -7,22 +7,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/internal/postgres"
 )
-
-// setCondition sets a condition of the given status; generation is the object's metadata.generation.
-func setCondition(conds *[]metav1.Condition, generation int64, typ string, ok bool, reason, msg string) {
-	st := metav1.ConditionFalse
-	if ok {
-		st = metav1.ConditionTrue
-	}
-	meta.SetStatusCondition(conds, metav1.Condition{Type: typ, Status: st, Reason: reason, Message: msg, ObservedGeneration: generation})
-}
 
 // adminConfig reads a DatabaseServer's admin Secret (and CA Secret) from the manager's namespace. A missing
 // Secret or key is a user error, reported with what to create.

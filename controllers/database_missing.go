@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/internal/evidence"
+	"github.com/custos-io/custos/internal/metrics"
 	"github.com/custos-io/custos/internal/postgres"
 )
 
@@ -19,13 +17,6 @@ import (
 // custos does not make it again; it says so (DatabaseReady False, reason DatabaseMissing, a Warning Event, the
 // custos_database_missing gauge, an audit entry), takes no new snapshot, copy or drill, and expires nothing, until
 // a person decides by setting the annotation custos.io/accept-database-loss to the lost OID.
-
-var metricDatabaseMissing = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-	Name: "custos_database_missing",
-	Help: "1 while a tenant's database, whose OID custos recorded, is missing: no new snapshot is taken and none expires until a person accepts the loss.",
-}, []string{"tenant"})
-
-func init() { metrics.Registry.MustRegister(metricDatabaseMissing) }
 
 // Audit actions of a lost database (the chain accepts actions beyond evidence.Actions()).
 const (
@@ -47,16 +38,6 @@ func recordedOwner(t *custosv1alpha1.Tenant) postgres.Owner {
 func lossAccepted(t *custosv1alpha1.Tenant) bool {
 	d := t.Status.Database
 	return d != nil && d.OID != 0 && t.Annotations[custosv1alpha1.AnnotationAcceptDatabaseLoss] == fmt.Sprint(d.OID)
-}
-
-// databaseLost reports whether status says the tenant's recorded database is missing: backups of it stop and its
-// snapshots are kept from expiry. Once the exit has started (a person ended the contract) the exit decides.
-func databaseLost(t *custosv1alpha1.Tenant) bool {
-	if t.Status.Phase.ExitStarted() {
-		return false
-	}
-	c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionDatabaseReady)
-	return c != nil && c.Reason == custosv1alpha1.ReasonDatabaseMissing
 }
 
 // findMissing checks, when an OID is recorded, that the database of the tenant's name is still the one with that
@@ -87,8 +68,8 @@ func findMissing(ctx context.Context, srv *postgres.Server, t *custosv1alpha1.Te
 // reportMissing records the loss: condition, Event (once per message, by stop), audit entry (once), metric.
 func (r *TenantReconciler) reportMissing(ctx context.Context, s *tenantScope, msg string) error {
 	t := s.tenant
-	metricDatabaseMissing.WithLabelValues(t.Name).Set(1)
-	if !databaseLost(t) {
+	metrics.DatabaseMissing(t.Name, true)
+	if !t.DatabaseLost() {
 		if err := r.Audit.Record(ctx, t, actionDatabaseMissing, map[string]string{"database": t.DatabaseName(),
 			"oid": fmt.Sprint(t.Status.Database.OID), "server": s.server.Name}); err != nil {
 			return err

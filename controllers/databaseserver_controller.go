@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/postgres"
 )
 
@@ -60,7 +61,7 @@ func (r *DatabaseServerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	s.Status.ObservedGeneration = s.Generation
 	wasReady := meta.IsStatusConditionTrue(base.Status.Conditions, custosv1alpha1.ConditionReady)
-	setCondition(&s.Status.Conditions, s.Generation, custosv1alpha1.ConditionReady, ok, reason, msg)
+	conditions.Set(&s.Status.Conditions, s.Generation, custosv1alpha1.ConditionReady, ok, reason, msg)
 	if ok != wasReady || len(base.Status.Conditions) == 0 {
 		typ := corev1.EventTypeNormal
 		if !ok {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -29,19 +28,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/evidence"
 	"github.com/custos-io/custos/internal/export"
 	"github.com/custos-io/custos/internal/lifecycle"
 	"github.com/custos-io/custos/internal/runner"
 )
 
-// KindExport is the runner task that writes a DataExport's bag.
-const KindExport = string(custosv1alpha1.TaskExport)
-
 const (
-	exportLocationPrefix = "export/"
-	exportMaxAttempts    = 3
-	defaultExpireAfter   = 10 * 24 * time.Hour
+	exportMaxAttempts  = 3
+	defaultExpireAfter = 10 * 24 * time.Hour
 )
 
 // DataExportReconciler writes a tenant's export (a BagIt bag with a Frictionless Data Package) through the
@@ -61,7 +57,7 @@ type DataExportReconciler struct {
 // +kubebuilder:rbac:groups=custos.io,resources=dataexports/status,verbs=get;update;patch
 
 func exportSpec(de *custosv1alpha1.DataExport) runner.Spec {
-	return runner.Spec{Tenant: de.Spec.TenantRef.Name, Kind: KindExport, Location: exportLocationPrefix + de.Name, Slot: de.CreationTimestamp.UTC()}
+	return runner.Spec{Tenant: de.Spec.TenantRef.Name, Kind: custosv1alpha1.TaskExport, Export: de.Name, Slot: de.CreationTimestamp.UTC()}
 }
 
 // Reconcile moves a DataExport through Pending → Running → Ready → Acknowledged → Expired (or Failed).
@@ -102,25 +98,25 @@ func (r *DataExportReconciler) step(ctx context.Context, de *custosv1alpha1.Data
 	case "", custosv1alpha1.ExportPending:
 		if t == nil {
 			st.Phase = custosv1alpha1.ExportPending
-			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonTenantNotFound,
+			conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonTenantNotFound,
 				fmt.Sprintf("Tenant %q not found: correct spec.tenantRef (it cannot be changed: create another DataExport)", de.Spec.TenantRef.Name))
 			return ctrl.Result{RequeueAfter: r.RetryWait}, nil
 		}
 		if de.Spec.Include.Database && t.Status.Database == nil {
 			st.Phase = custosv1alpha1.ExportPending
-			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonDatabaseNotReady,
+			conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonDatabaseNotReady,
 				fmt.Sprintf("Tenant %s has no database yet; the export starts once it is provisioned", t.Name))
 			return ctrl.Result{RequeueAfter: r.RetryWait}, nil
 		}
 		if lp := t.Status.Exit; lp != nil && lp.LiveDataPurgedAt != nil {
 			st.Phase = custosv1alpha1.ExportFailed
-			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportFailed,
+			conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportFailed,
 				fmt.Sprintf("Tenant %s's live data was purged at %s: there is nothing left to export", t.Name, lp.LiveDataPurgedAt.UTC().Format(time.RFC3339)))
 			return ctrl.Result{}, nil
 		}
 		st.Phase, st.StartedAt = custosv1alpha1.ExportRunning, ptr.To(metav1.NewTime(now))
-		setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportWriting,
-			fmt.Sprintf("writing the bag to %s", bagPath(de)))
+		conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportWriting,
+			fmt.Sprintf("writing the bag to %s", de.BagPath()))
 		r.Runner.Submit(exportSpec(de))
 		return ctrl.Result{}, nil
 	case custosv1alpha1.ExportRunning:
@@ -134,10 +130,6 @@ func (r *DataExportReconciler) step(ctx context.Context, de *custosv1alpha1.Data
 		return r.expire(ctx, de, t, now)
 	}
 	return ctrl.Result{}, nil
-}
-
-func bagPath(de *custosv1alpha1.DataExport) string {
-	return filepath.Join(de.Spec.Delivery.Filesystem.Path, de.Name+".tar")
 }
 
 // collect records a finished export task, or submits it again after a manager restart.
@@ -157,11 +149,11 @@ func (r *DataExportReconciler) collect(ctx context.Context, de *custosv1alpha1.D
 		msg := fmt.Sprintf("attempt %d of %d: %v", attempts, exportMaxAttempts, res.Err)
 		if attempts >= exportMaxAttempts {
 			st.Phase = custosv1alpha1.ExportFailed
-			setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportFailed, truncate(msg, 4000))
-			r.Recorder.Eventf(de, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonExportFailed, "Export", "%s", truncate(msg, 1000))
+			conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportFailed, conditions.Truncate(msg, 4000))
+			r.Recorder.Eventf(de, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonExportFailed, "Export", "%s", conditions.Truncate(msg, 1000))
 			return ctrl.Result{}, nil
 		}
-		setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportWriting, truncate(msg, 4000))
+		conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportWriting, conditions.Truncate(msg, 4000))
 		r.Runner.Forget(sp.Key())
 		st.Phase = custosv1alpha1.ExportPending
 		return ctrl.Result{RequeueAfter: r.RetryWait << (attempts - 1)}, nil
@@ -181,9 +173,9 @@ func (r *DataExportReconciler) collect(ctx context.Context, de *custosv1alpha1.D
 	st.Artefact = &custosv1alpha1.ExportArtefact{Location: out.Path, SHA256: out.SHA256, Bytes: out.Bytes, PayloadOxum: out.PayloadOxum, Files: int32(out.Files)}
 	st.DeliveredAt = ptr.To(metav1.NewTime(res.Finished.UTC()))
 	st.ExpiresAt = ptr.To(metav1.NewTime(res.Finished.UTC().Add(r.expireAfter(ctx, de, t))))
-	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, true, custosv1alpha1.ReasonExportDelivered,
+	conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, true, custosv1alpha1.ReasonExportDelivered,
 		fmt.Sprintf("bag %s (%d bytes, %d payload files, sha256 %s) delivered; it is deleted at %s", out.Path, out.Bytes, out.Files, out.SHA256, st.ExpiresAt.UTC().Format(time.RFC3339)))
-	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, false, custosv1alpha1.ReasonAwaitingReceipt,
+	conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, false, custosv1alpha1.ReasonAwaitingReceipt,
 		"waiting for the receiver's receipt: set spec.receipt.sha256 to the sha256 of the bag as received (`custos export fetch` does it)")
 	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonExportDelivered, "Export", "bag %s written, sha256 %s", out.Path, out.SHA256)
 	return ctrl.Result{RequeueAfter: st.ExpiresAt.Sub(now)}, nil
@@ -218,7 +210,7 @@ func (r *DataExportReconciler) receipt(ctx context.Context, de *custosv1alpha1.D
 		if c := meta.FindStatusCondition(st.Conditions, custosv1alpha1.ConditionExportAcknowledged); c == nil || c.Reason != custosv1alpha1.ReasonReceiptMismatch {
 			r.Recorder.Eventf(de, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonReceiptMismatch, "Acknowledge", "receipt %s does not match the bag %s", de.Spec.Receipt.SHA256, st.Artefact.SHA256)
 		}
-		setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, false, custosv1alpha1.ReasonReceiptMismatch,
+		conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, false, custosv1alpha1.ReasonReceiptMismatch,
 			fmt.Sprintf("the receipt's sha256 %s is not the bag's %s: the bag was damaged or another file was checked. Nothing is destroyed; fetch the bag again and correct spec.receipt",
 				de.Spec.Receipt.SHA256, st.Artefact.SHA256))
 		return ctrl.Result{}, false
@@ -236,7 +228,7 @@ func (r *DataExportReconciler) receipt(ctx context.Context, de *custosv1alpha1.D
 	if by == "" {
 		by = "the receiver"
 	}
-	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, true, custosv1alpha1.ReasonReceiptMatched,
+	conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionExportAcknowledged, true, custosv1alpha1.ReasonReceiptMatched,
 		fmt.Sprintf("%s confirmed sha256 %s; the bag is deleted at %s", by, st.Artefact.SHA256, st.ExpiresAt.UTC().Format(time.RFC3339)))
 	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonReceiptMatched, "Acknowledge", "receipt matches the bag (sha256 %s)", st.Artefact.SHA256)
 	return ctrl.Result{RequeueAfter: st.ExpiresAt.Sub(now)}, true
@@ -252,14 +244,11 @@ func (r *DataExportReconciler) expire(ctx context.Context, de *custosv1alpha1.Da
 		return ctrl.Result{}, nil
 	}
 	if t != nil && lifecycle.HoldActive(t.Spec.LegalHold, now) {
-		setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, true, custosv1alpha1.ReasonLegalHoldActive,
+		conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, true, custosv1alpha1.ReasonLegalHoldActive,
 			"the bag is past its expiry but the tenant's legal hold keeps it: "+t.Spec.LegalHold.Reason)
 		return ctrl.Result{RequeueAfter: time.Hour}, nil
 	}
-	path := bagPath(de)
-	if st.Artefact != nil && st.Artefact.Location != "" {
-		path = st.Artefact.Location
-	}
+	path := de.ArtefactPath()
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return ctrl.Result{}, fmt.Errorf("deleting the expired bag %s: %w", path, err)
 	}
@@ -274,7 +263,7 @@ func (r *DataExportReconciler) expire(ctx context.Context, de *custosv1alpha1.Da
 		}
 	}
 	st.Phase, st.ExpiredAt = custosv1alpha1.ExportExpired, ptr.To(metav1.NewTime(now))
-	setCondition(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportExpired,
+	conditions.Set(&st.Conditions, de.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExportExpired,
 		fmt.Sprintf("the bag %s was deleted at %s, as the export policy says (expireAfterDelivery)", path, now.Format(time.RFC3339)))
 	r.Recorder.Eventf(de, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonExportExpired, "Expire", "bag %s deleted", path)
 	return ctrl.Result{}, nil
@@ -315,7 +304,7 @@ func (r *DataExportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // exportBag writes the bag of the DataExport named in sp (runner task).
 func (e *BackupExecutor) exportBag(ctx context.Context, sp runner.Spec) ([]byte, error) {
-	name := strings.TrimPrefix(sp.Location, exportLocationPrefix)
+	name := sp.Export
 	var de custosv1alpha1.DataExport
 	if err := e.Reader.Get(ctx, client.ObjectKey{Name: name}, &de); err != nil {
 		return nil, err
@@ -362,7 +351,7 @@ func (e *BackupExecutor) exportBag(ctx context.Context, sp runner.Spec) ([]byte,
 	if err := os.MkdirAll(de.Spec.Delivery.Filesystem.Path, 0o700); err != nil {
 		return nil, fmt.Errorf("delivery directory: %w", err)
 	}
-	res, err := export.WriteFile(ctx, bagPath(&de), in)
+	res, err := export.WriteFile(ctx, de.BagPath(), in)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/evidence"
 )
 
@@ -54,15 +55,15 @@ func (r *DestructionCertificateReconciler) Reconcile(ctx context.Context, req ct
 	}
 	switch {
 	case kerr != nil:
-		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonSignatureInvalid,
+		conditions.Set(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonSignatureInvalid,
 			fmt.Sprintf("not signed by a key published in ConfigMap %s/%s: %v", r.Keys.Namespace, SigningKeyName, kerr))
 	case err != nil:
-		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonSignatureInvalid,
+		conditions.Set(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonSignatureInvalid,
 			fmt.Sprintf("the envelope does not verify with the published key %s: %v", pk.KeyID, err))
 	case len(problems) > 0:
-		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonInconsistent, truncate(strings.Join(problems, "; "), 4000))
+		conditions.Set(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonInconsistent, conditions.Truncate(strings.Join(problems, "; "), 4000))
 	default:
-		setCondition(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, true, custosv1alpha1.ReasonSignatureValid,
+		conditions.Set(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, true, custosv1alpha1.ReasonSignatureValid,
 			fmt.Sprintf("signed by key %s (ConfigMap %s/%s), complete, and the fields shown agree with the signed payload", pk.KeyID, r.Keys.Namespace, SigningKeyName))
 	}
 	c.Status.ObservedGeneration = c.Generation

@@ -20,7 +20,7 @@ var _ = Describe("Exit export binding", func() {
 	// own is the export the exit makes: bound by UID and terminatedAt, made after the exit began, with everything.
 	own := func() *custosv1alpha1.DataExport {
 		return &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: exitExportName(tenant()), CreationTimestamp: metav1.NewTime(terminated.Add(time.Second)),
-			Annotations: map[string]string{annotationTenantUID: "uid-now", annotationExitTerminatedAt: terminated.Format(time.RFC3339)}},
+			Annotations: map[string]string{custosv1alpha1.AnnotationTenantUID: "uid-now", annotationExitTerminatedAt: terminated.Format(time.RFC3339)}},
 			Spec: custosv1alpha1.DataExportSpec{TenantRef: custosv1alpha1.ObjectReference{Name: "kliniek"},
 				Include: custosv1alpha1.ExportInclude{Database: true, KubernetesObjects: true}}}
 	}
@@ -37,8 +37,8 @@ var _ = Describe("Exit export binding", func() {
 			Expect(exitExportProblem(de, tenant())).To(ContainSubstring(why))
 		},
 		Entry("another tenant's", func(de *custosv1alpha1.DataExport) { de.Spec.TenantRef.Name = "other" }, "it exports tenant other"),
-		Entry("made by hand (no UID annotation)", func(de *custosv1alpha1.DataExport) { delete(de.Annotations, annotationTenantUID) }, "no custos.io/tenant-uid annotation"),
-		Entry("an earlier tenant of the same name", func(de *custosv1alpha1.DataExport) { de.Annotations[annotationTenantUID] = "uid-before" }, "made for tenant uid uid-before"),
+		Entry("made by hand (no UID annotation)", func(de *custosv1alpha1.DataExport) { delete(de.Annotations, custosv1alpha1.AnnotationTenantUID) }, "no custos.io/tenant-uid annotation"),
+		Entry("an earlier tenant of the same name", func(de *custosv1alpha1.DataExport) { de.Annotations[custosv1alpha1.AnnotationTenantUID] = "uid-before" }, "made for tenant uid uid-before"),
 		Entry("an earlier (cancelled) exit", func(de *custosv1alpha1.DataExport) {
 			de.Annotations[annotationExitTerminatedAt] = terminated.Add(-48 * time.Hour).Format(time.RFC3339)
 		}, "an exit that began at 2026-03-30T10:00:00Z"),

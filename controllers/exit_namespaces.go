@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/tenantns"
 )
 
@@ -74,7 +75,7 @@ func (r *TenantExitReconciler) exitNamespaces(ctx context.Context, t *custosv1al
 		}
 		live[name] = &ns
 		observed[name] = &tenantns.Live{UID: string(ns.UID), TenantLabel: ns.Labels[custosv1alpha1.LabelTenant],
-			TenantUIDAnnotation: ns.Annotations[annotationTenantUID], Deleting: ns.DeletionTimestamp != nil}
+			TenantUIDAnnotation: ns.Annotations[custosv1alpha1.AnnotationTenantUID], Deleting: ns.DeletionTimestamp != nil}
 	}
 	res := tenantns.Classify(tenantns.Tenant{Name: t.Name, UID: string(t.UID)}, recorded, t.NamespaceNames(), observed)
 	return res, live, nil
@@ -87,16 +88,16 @@ func (r *TenantExitReconciler) reportNotOwned(t *custosv1alpha1.Tenant, res tena
 	msg := res.Message()
 	if msg == "" {
 		if c != nil && c.Reason == custosv1alpha1.ReasonNamespaceNotOwned {
-			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, true, custosv1alpha1.ReasonReconciled,
+			conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, true, custosv1alpha1.ReasonReconciled,
 				"every namespace the tenant names or recorded is proven the tenant's")
 		}
 		return
 	}
-	msg = truncate(msg, 4000)
+	msg = conditions.Truncate(msg, 4000)
 	if c == nil || c.Reason != custosv1alpha1.ReasonNamespaceNotOwned || c.Message != msg {
-		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonNamespaceNotOwned, "Exit", "%s", truncate(msg, 1000))
+		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonNamespaceNotOwned, "Exit", "%s", conditions.Truncate(msg, 1000))
 	}
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, false, custosv1alpha1.ReasonNamespaceNotOwned, msg)
+	conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, false, custosv1alpha1.ReasonNamespaceNotOwned, msg)
 }
 
 // suspendNamespace stops everything of the tenant in one namespace it owns, keeping what it deletes or changes:
@@ -122,13 +123,13 @@ func (r *TenantExitReconciler) suspendNamespace(ctx context.Context, t *custosv1
 	}
 
 	deny := &networkingv1.NetworkPolicy{}
-	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: policyDefaultDeny}, deny)
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: custosv1alpha1.PolicyDefaultDeny}, deny)
 	want := denyAll()
 	switch {
 	case apierrors.IsNotFound(err):
-		deny = &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: policyDefaultDeny, Namespace: ns, Labels: tenantLabels(t)}, Spec: want}
+		deny = &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: custosv1alpha1.PolicyDefaultDeny, Namespace: ns, Labels: t.ManagedLabels()}, Spec: want}
 		if err := r.Client.Create(ctx, deny); err != nil {
-			return fmt.Errorf("creating NetworkPolicy %s/%s: %w", ns, policyDefaultDeny, err)
+			return fmt.Errorf("creating NetworkPolicy %s/%s: %w", ns, custosv1alpha1.PolicyDefaultDeny, err)
 		}
 	case err != nil:
 		return err
@@ -138,7 +139,7 @@ func (r *TenantExitReconciler) suspendNamespace(ctx context.Context, t *custosv1
 		}
 		deny.Spec = want
 		if err := r.Client.Update(ctx, deny); err != nil {
-			return fmt.Errorf("restoring NetworkPolicy %s/%s to deny everything: %w", ns, policyDefaultDeny, err)
+			return fmt.Errorf("restoring NetworkPolicy %s/%s to deny everything: %w", ns, custosv1alpha1.PolicyDefaultDeny, err)
 		}
 	}
 	var nps networkingv1.NetworkPolicyList
@@ -147,7 +148,7 @@ func (r *TenantExitReconciler) suspendNamespace(ctx context.Context, t *custosv1
 	}
 	var others []client.Object
 	for i := range nps.Items {
-		if nps.Items[i].Name != policyDefaultDeny {
+		if nps.Items[i].Name != custosv1alpha1.PolicyDefaultDeny {
 			others = append(others, &nps.Items[i])
 		}
 	}
@@ -209,14 +210,14 @@ func (r *TenantExitReconciler) namespaceRunning(ctx context.Context, ns string, 
 	}
 	deny := false
 	for _, np := range nps.Items {
-		if np.Name == policyDefaultDeny && equality.Semantic.DeepEqual(np.Spec, denyAll()) {
+		if np.Name == custosv1alpha1.PolicyDefaultDeny && equality.Semantic.DeepEqual(np.Spec, denyAll()) {
 			deny = true
 			continue
 		}
 		left = append(left, "NetworkPolicy "+np.Name)
 	}
 	if !deny {
-		left = append(left, "no deny-all NetworkPolicy "+policyDefaultDeny)
+		left = append(left, "no deny-all NetworkPolicy "+custosv1alpha1.PolicyDefaultDeny)
 	}
 	if workloads {
 		for _, k := range stoppables {
@@ -321,7 +322,7 @@ func (r *TenantExitReconciler) save(ctx context.Context, t *custosv1alpha1.Tenan
 		return err
 	}
 	if create {
-		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: suspensionConfigMap, Namespace: ns, Labels: tenantLabels(t),
+		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: suspensionConfigMap, Namespace: ns, Labels: t.ManagedLabels(),
 			Annotations: map[string]string{"custos.io/description": "What custos deleted when it suspended the tenant at the contract's end (contract " +
 				t.Spec.Contract.ID + "), as manifests; stopped workloads keep their changed fields' old values in the annotation " + annotationSuspendedFrom}}}
 	}
@@ -416,10 +417,10 @@ func (r *TenantExitReconciler) namespaceStuck(ctx context.Context, t *custosv1al
 			}
 		}
 	}
-	msg := truncate(tenantns.StuckMessage(name, ns.DeletionTimestamp.Time, remaining, conds), 4000)
+	msg := conditions.Truncate(tenantns.StuckMessage(name, ns.DeletionTimestamp.Time, remaining, conds), 4000)
 	if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionLiveDataPurged); c == nil || c.Reason != custosv1alpha1.ReasonNamespaceStuck || c.Message != msg {
-		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonNamespaceStuck, "Exit", "%s", truncate(msg, 1000))
+		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonNamespaceStuck, "Exit", "%s", conditions.Truncate(msg, 1000))
 	}
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLiveDataPurged, false, custosv1alpha1.ReasonNamespaceStuck, msg)
+	conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLiveDataPurged, false, custosv1alpha1.ReasonNamespaceStuck, msg)
 	return nil
 }

@@ -98,11 +98,7 @@ func (b backend) hasS3Keys() bool {
 
 // repositoryURL is the tenant's repository at the location: <base>/<tenant>-<first 8 of uid>.
 func (b backend) repositoryURL(t *custosv1alpha1.Tenant) string {
-	uid := string(t.UID)
-	if len(uid) > 8 {
-		uid = uid[:8]
-	}
-	return b.base + "/" + t.Name + "-" + uid
+	return b.base + "/" + t.RepositoryName()
 }
 
 // repository opens the tenant's repository with password.

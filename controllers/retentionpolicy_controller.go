@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/retention"
 )
 
@@ -97,7 +98,7 @@ func (r *RetentionPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	p.Status.Tenants = n
 	p.Status.ObservedGeneration = p.Generation
-	setCondition(&p.Status.Conditions, p.Generation, custosv1alpha1.ConditionReady, ok, reason, msg)
+	conditions.Set(&p.Status.Conditions, p.Generation, custosv1alpha1.ConditionReady, ok, reason, msg)
 	if err := r.Client.Status().Patch(ctx, &p, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}

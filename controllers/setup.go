@@ -5,7 +5,6 @@ package controllers
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -148,11 +147,11 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 			Notify: func(sp runner.Spec) {
 				ev := event.GenericEvent{Object: &custosv1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: sp.Tenant}}}
 				switch sp.Kind {
-				case KindShred:
+				case custosv1alpha1.TaskShred:
 					exitDone <- ev
 					return
-				case KindExport:
-					exportDone <- event.GenericEvent{Object: &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: strings.TrimPrefix(sp.Location, exportLocationPrefix)}}}
+				case custosv1alpha1.TaskExport:
+					exportDone <- event.GenericEvent{Object: &custosv1alpha1.DataExport{ObjectMeta: metav1.ObjectMeta{Name: sp.Export}}}
 					return
 				}
 				done <- ev

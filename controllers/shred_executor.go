@@ -45,7 +45,7 @@ func (e *BackupExecutor) shred(ctx context.Context, sp runner.Spec) ([]byte, err
 	}
 	var keys corev1.Secret
 	password := ""
-	if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: repoKeySecretPrefix + t.Name}, &keys); err == nil {
+	if err := e.Reader.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: t.RepoKeySecretName()}, &keys); err == nil {
 		password = string(keys.Data[sp.Location])
 	} else if !apierrors.IsNotFound(err) {
 		return nil, err

@@ -29,18 +29,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/evidence"
 	"github.com/custos-io/custos/internal/lifecycle"
+	"github.com/custos-io/custos/internal/metrics"
 	"github.com/custos-io/custos/internal/restic"
 	"github.com/custos-io/custos/internal/retention"
 	"github.com/custos-io/custos/internal/runner"
 )
 
 const (
-	// repoKeySecretPrefix names the Secret (in the manager's namespace) holding a tenant's repository keys, one
-	// key per BackupLocation name.
-	repoKeySecretPrefix = "custos-repo-"
-	purposeRepoKeys     = "repository-keys"
 	// maxAttempts of one slot before it is given up (and reported); the next slot starts afresh.
 	maxAttempts = 3
 )
@@ -105,7 +103,7 @@ func (r *TenantBackupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	s := &backupScope{tenant: &t, now: r.Clock.Now().UTC()}
 	logger := log.FromContext(ctx).WithValues("tenant", t.Name)
 	ctx = log.IntoContext(ctx, logger)
-	if disposing(&t) {
+	if t.Disposing() {
 		return ctrl.Result{}, r.drain(ctx, base, &t)
 	}
 
@@ -129,7 +127,7 @@ func (r *TenantBackupReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	r.plan(s)
 	r.health(s)
 	stopForLostDatabase(s)
-	metricsFromStatus(&t, s)
+	metrics.FromStatus(&t)
 	if err := r.patch(ctx, base, &t); err != nil {
 		return ctrl.Result{}, err // nothing submitted or forgotten: the next reconcile records and submits again
 	}
@@ -165,14 +163,14 @@ func (r *TenantBackupReconciler) legalHold(ctx context.Context, s *backupScope) 
 			}
 			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonLegalHoldActive, "LegalHold", "%s", msg)
 		}
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, true, custosv1alpha1.ReasonLegalHoldActive, msg)
+		conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, true, custosv1alpha1.ReasonLegalHoldActive, msg)
 		return
 	}
 	if c != nil && c.Status == metav1.ConditionTrue {
 		if err := r.Audit.Record(ctx, t, evidence.ActionLegalHoldLifted, map[string]string{auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldLifted, t.Generation)}); err != nil {
 			return
 		}
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, false, custosv1alpha1.ReasonLegalHoldExpired,
+		conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, false, custosv1alpha1.ReasonLegalHoldExpired,
 			"the legal hold is lifted or has passed its until date; expiry resumes")
 	}
 }
@@ -254,7 +252,7 @@ func parseSchedules(p *custosv1alpha1.RetentionPolicy) (retention.Schedules, err
 // gone is reported, not given a new key, which could not open the repository anyway.
 func (r *TenantBackupReconciler) ensureRepoKeys(ctx context.Context, s *backupScope) error {
 	t := s.tenant
-	key := client.ObjectKey{Namespace: r.Namespace, Name: repoKeySecretPrefix + t.Name}
+	key := client.ObjectKey{Namespace: r.Namespace, Name: t.RepoKeySecretName()}
 	sec := &corev1.Secret{}
 	err := r.APIReader.Get(ctx, key, sec)
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -266,14 +264,14 @@ func (r *TenantBackupReconciler) ensureRepoKeys(ctx context.Context, s *backupSc
 	}
 	if !exists {
 		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace,
-			Labels: mergeLabels(map[string]string{labelPurpose: purposeRepoKeys}, tenantLabels(t))}, Type: corev1.SecretTypeOpaque}
+			Labels: mergeLabels(map[string]string{custosv1alpha1.LabelPurpose: custosv1alpha1.PurposeRepositoryKeys}, t.ManagedLabels())}, Type: corev1.SecretTypeOpaque}
 	}
 	changed := false
 	for _, loc := range []string{s.primary, s.offsite} {
 		if loc == "" || len(sec.Data[loc]) > 0 {
 			continue
 		}
-		if lb := locationStatus(t, loc); lb != nil && lb.RepositoryID != "" {
+		if lb := t.LocationStatus(loc); lb != nil && lb.RepositoryID != "" {
 			return &policyError{custosv1alpha1.ReasonRepositoryKeyMissing, fmt.Sprintf("the key of repository %s at %s is missing from Secret %s: custos does not make a new key for an existing repository; restore the Secret from your key escrow", lb.RepositoryID, loc, key)}
 		}
 		if sec.Data == nil {
@@ -295,17 +293,8 @@ func (r *TenantBackupReconciler) ensureRepoKeys(ctx context.Context, s *backupSc
 	return r.Client.Create(ctx, sec)
 }
 
-func locationStatus(t *custosv1alpha1.Tenant, loc string) *custosv1alpha1.LocationBackupStatus {
-	for i := range t.Status.Backups {
-		if t.Status.Backups[i].Location == loc {
-			return &t.Status.Backups[i]
-		}
-	}
-	return nil
-}
-
 func (s *backupScope) location(loc, role string) *custosv1alpha1.LocationBackupStatus {
-	if lb := locationStatus(s.tenant, loc); lb != nil {
+	if lb := s.tenant.LocationStatus(loc); lb != nil {
 		lb.Role = role
 		return lb
 	}
@@ -314,7 +303,7 @@ func (s *backupScope) location(loc, role string) *custosv1alpha1.LocationBackupS
 }
 
 func specOf(t *custosv1alpha1.Tenant, task custosv1alpha1.BackupTask) runner.Spec {
-	return runner.Spec{Tenant: t.Name, Kind: string(task.Kind), Location: task.Location, Slot: task.Slot.UTC(), Attempt: int(task.Attempts)}
+	return runner.Spec{Tenant: t.Name, Kind: task.Kind, Location: task.Location, Slot: task.Slot.UTC(), Attempt: int(task.Attempts)}
 }
 
 // collect applies finished results and decides what happens to tasks the runner does not know (a restart).
@@ -342,7 +331,7 @@ func (r *TenantBackupReconciler) collect(ctx context.Context, s *backupScope) {
 				}
 				continue
 			}
-			task.LastError = truncate(res.Err.Error(), 4000)
+			task.LastError = conditions.Truncate(res.Err.Error(), 4000)
 			if task.Attempts >= maxAttempts {
 				r.givenUp(s, task, res.Err)
 				continue
@@ -413,13 +402,6 @@ func (s *backupScope) retired() []string {
 	return out
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
 // answered marks the task's slot as done at its location, so the plan moves on to the next slot.
 func answered(s *backupScope, task custosv1alpha1.BackupTask) *custosv1alpha1.LocationBackupStatus {
 	lb := s.location(task.Location, roleOf(s, task.Location))
@@ -444,13 +426,13 @@ func answered(s *backupScope, task custosv1alpha1.BackupTask) *custosv1alpha1.Lo
 
 func (r *TenantBackupReconciler) givenUp(s *backupScope, task custosv1alpha1.BackupTask, err error) {
 	lb := answered(s, task)
-	lb.LastError = truncate(fmt.Sprintf("%s of %s gave up after %d attempts: %v", task.Kind, task.Slot.UTC().Format(time.RFC3339), task.Attempts, err), 4000)
+	lb.LastError = conditions.Truncate(fmt.Sprintf("%s of %s gave up after %d attempts: %v", task.Kind, task.Slot.UTC().Format(time.RFC3339), task.Attempts, err), 4000)
 	lb.LastErrorReason = errorReason(err)
 	if task.Kind == custosv1alpha1.TaskDrill {
-		s.tenant.Status.LastDrill = &custosv1alpha1.RestoreDrillStatus{Time: metav1.NewTime(s.now), Slot: task.Slot.DeepCopy(), Succeeded: false, Message: truncate(err.Error(), 4000)}
+		s.tenant.Status.LastDrill = &custosv1alpha1.RestoreDrillStatus{Time: metav1.NewTime(s.now), Slot: task.Slot.DeepCopy(), Succeeded: false, Message: conditions.Truncate(err.Error(), 4000)}
 	}
 	r.Recorder.Eventf(s.tenant, nil, corev1.EventTypeWarning, errorReason(err), string(task.Kind), "%s", lb.LastError)
-	metricTaskResult(s.tenant.Name, string(task.Kind), task.Location, false, 0)
+	metrics.TaskResult(task.Kind, false, 0)
 }
 
 // errorReason is a condition reason for a task failure.
@@ -527,7 +509,7 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 			st.Snapshot, st.Tables = d.Snapshot, int32(d.Tables)
 			st.Duration = &metav1.Duration{Duration: d.Duration}
 			st.Succeeded = len(d.Differences) == 0
-			st.Message = truncate(strings.Join(d.Differences, "; "), 4000)
+			st.Message = conditions.Truncate(strings.Join(d.Differences, "; "), 4000)
 		}
 		t.Status.LastDrill = st
 		if st.Succeeded {
@@ -537,7 +519,7 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonRestoreDrillFailed, "Drill", "snapshot %s: %s", short(st.Snapshot), st.Message)
 		}
 	}
-	metricTaskResult(t.Name, string(task.Kind), task.Location, true, duration)
+	metrics.TaskResult(task.Kind, true, duration)
 	detail := map[string]string{"location": task.Location, "slot": task.Slot.UTC().Format(time.RFC3339), "duration": duration.Round(time.Millisecond).String(),
 		auditStepKey: task.Key}
 	action := evidence.Action(task.Kind)
@@ -589,7 +571,7 @@ func (r *TenantBackupReconciler) plan(s *backupScope) {
 	}
 	state := func(loc string, offsite bool) retention.LocationState {
 		st := retention.LocationState{Name: loc, Offsite: offsite}
-		if lb := locationStatus(t, loc); lb != nil {
+		if lb := t.LocationStatus(loc); lb != nil {
 			st.Repository = lb.RepositoryID != ""
 			st.Snapshots = int(lb.Snapshots)
 			st.LastSnapshot, st.LastCopy = timeOf(lb.LastSnapshotSlot), timeOf(lb.LastCopySlot)
@@ -676,7 +658,7 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 		if loc == "" {
 			continue
 		}
-		lb := locationStatus(t, loc)
+		lb := t.LocationStatus(loc)
 		role := strings.ToLower(roleOf(s, loc))
 		switch {
 		case lb == nil || lb.Newest == nil:
@@ -702,7 +684,7 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 		problems, reason = append(problems, s.keepInvalid), cmp.Or(reason, custosv1alpha1.ReasonScheduleInvalid)
 	}
 	for _, loc := range s.retired() {
-		if lb := locationStatus(t, loc); lb != nil && lb.LastError != "" {
+		if lb := t.LocationStatus(loc); lb != nil && lb.LastError != "" {
 			problems = append(problems, fmt.Sprintf("retired %s (no longer in the policy, still expired): %s", loc, lb.LastError))
 			if reason == "" {
 				reason = cmp.Or(lb.LastErrorReason, custosv1alpha1.ReasonTaskFailed)
@@ -719,13 +701,7 @@ func (r *TenantBackupReconciler) health(s *backupScope) {
 		reason = custosv1alpha1.ReasonSnapshotsFresh
 	}
 	meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{Type: custosv1alpha1.ConditionBackupsHealthy, Status: status,
-		Reason: reason, Message: truncate(msg, 4000), ObservedGeneration: t.Generation})
-}
-
-// disposing reports whether the tenant's repositories are being (or have been) destroyed: no backup task may
-// run, and no repository or key may be created, from then on.
-func disposing(t *custosv1alpha1.Tenant) bool {
-	return t.Status.Phase == custosv1alpha1.TenantDestroyed || (t.Status.Exit != nil && t.Status.Exit.DisposalStartedAt != nil)
+		Reason: reason, Message: conditions.Truncate(msg, 4000), ObservedGeneration: t.Generation})
 }
 
 // drain lets running tasks finish and drops the rest: the exit controller destroys the repositories once no
@@ -766,7 +742,7 @@ func (r *TenantBackupReconciler) SetupWithManager(mgr ctrl.Manager, concurrency 
 			UpdateFunc: func(e event.UpdateEvent) bool {
 				o, n := e.ObjectOld.(*custosv1alpha1.Tenant), e.ObjectNew.(*custosv1alpha1.Tenant)
 				return o.Generation != n.Generation || o.Status.Phase != n.Status.Phase || (o.Status.Database == nil) != (n.Status.Database == nil) ||
-					disposing(o) != disposing(n) || databaseLost(o) != databaseLost(n)
+					o.Disposing() != n.Disposing() || o.DatabaseLost() != n.DatabaseLost()
 			},
 		})).
 		WatchesRawSource(source.Channel(r.Done, &handler.EnqueueRequestForObject{})).
@@ -794,13 +770,13 @@ func (r *TenantBackupReconciler) SetupWithManager(mgr ctrl.Manager, concurrency 
 // running finishes. BackupsHealthy says so.
 func stopForLostDatabase(s *backupScope) {
 	t := s.tenant
-	if !databaseLost(t) {
+	if !t.DatabaseLost() {
 		return
 	}
 	held := map[string]bool{}
 	submit := s.submit[:0]
 	for _, sp := range s.submit {
-		if sp.Kind != string(custosv1alpha1.TaskCheck) {
+		if sp.Kind != custosv1alpha1.TaskCheck {
 			held[sp.TaskKey()] = true
 			continue
 		}

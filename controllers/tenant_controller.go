@@ -32,8 +32,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/evidence"
 	"github.com/custos-io/custos/internal/lifecycle"
+	"github.com/custos-io/custos/internal/metrics"
 	"github.com/custos-io/custos/internal/postgres"
 )
 
@@ -163,7 +165,7 @@ func (r *TenantReconciler) summarise(s *tenantScope, err error) {
 	}
 	if err == nil && meta.IsStatusConditionTrue(t.Status.Conditions, custosv1alpha1.ConditionNamespacesReady) &&
 		meta.IsStatusConditionTrue(t.Status.Conditions, custosv1alpha1.ConditionDatabaseReady) {
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, true, custosv1alpha1.ReasonReconciled,
+		conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, true, custosv1alpha1.ReasonReconciled,
 			fmt.Sprintf("%d namespace(s) and database %s are provisioned and isolated", len(t.Status.Namespaces), t.DatabaseName()))
 		t.Status.Phase = custosv1alpha1.TenantActive
 		t.Status.ObservedGeneration = t.Generation
@@ -178,7 +180,7 @@ func (r *TenantReconciler) summarise(s *tenantScope, err error) {
 	if err != nil {
 		reason, msg = custosv1alpha1.ReasonProvisioningFailed, err.Error()
 	}
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reason, msg)
+	conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, reason, msg)
 	if t.Status.Phase != custosv1alpha1.TenantActive {
 		t.Status.Phase = custosv1alpha1.TenantProvisioning
 	}
@@ -191,7 +193,7 @@ func (r *TenantReconciler) stop(s *tenantScope, condType, reason, msg string) er
 	if c := meta.FindStatusCondition(t.Status.Conditions, condType); c == nil || c.Reason != reason || c.Message != msg {
 		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reason, "Provision", "%s", msg)
 	}
-	setCondition(&t.Status.Conditions, t.Generation, condType, false, reason, msg)
+	conditions.Set(&t.Status.Conditions, t.Generation, condType, false, reason, msg)
 	s.requeueAfter(r.RetryAfter)
 	return errStop
 }
@@ -263,8 +265,8 @@ func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope)
 	for _, name := range names {
 		ns := existing[name]
 		if ns == nil {
-			ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: tenantLabels(t),
-				Annotations: map[string]string{annotationTenantUID: string(t.UID)}}}
+			ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: t.ManagedLabels(),
+				Annotations: map[string]string{custosv1alpha1.AnnotationTenantUID: string(t.UID)}}}
 			if err := r.Client.Create(ctx, ns); err != nil {
 				return fmt.Errorf("creating namespace %s: %w", name, err)
 			}
@@ -274,7 +276,7 @@ func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope)
 		// namespaces, so one custos created must never go unrecorded.
 		recordNamespace(t, name, ns.UID)
 		if ns.DeletionTimestamp != nil {
-			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, false, custosv1alpha1.ReasonProgressing,
+			conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, false, custosv1alpha1.ReasonProgressing,
 				fmt.Sprintf("namespace %s is being deleted; it is created again once it is gone", name))
 			s.requeueAfter(5 * time.Second)
 			return errStop
@@ -283,7 +285,7 @@ func (r *TenantReconciler) ensureNamespaces(ctx context.Context, s *tenantScope)
 			return fmt.Errorf("namespace %s: %w", name, err)
 		}
 	}
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, true, custosv1alpha1.ReasonReconciled,
+	conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionNamespacesReady, true, custosv1alpha1.ReasonReconciled,
 		fmt.Sprintf("%d namespace(s) with quota, limits, default-deny network policies and owner bindings", len(names)))
 	return nil
 }
@@ -301,11 +303,6 @@ func recordNamespace(t *custosv1alpha1.Tenant, name string, uid types.UID) {
 	t.Status.Namespaces = append(t.Status.Namespaces, custosv1alpha1.NamespaceStatus{Name: name, UID: string(uid)})
 }
 
-// annotationTenantUID on a namespace names the UID of the Tenant custos created it for. Labels can be set by
-// anyone who can create namespaces; together with the label and the recorded namespace UIDs in status, the
-// tenant's UID (unknown before the Tenant exists) keeps custos from adopting a namespace someone else prepared.
-const annotationTenantUID = "custos.io/tenant-uid"
-
 // createdFor reports whether custos created namespace ns for tenant t: its UID is recorded in t's status, or it
 // carries t's label and t's UID annotation (created, but the reconcile that recorded it did not finish).
 func createdFor(ns *corev1.Namespace, t *custosv1alpha1.Tenant) bool {
@@ -317,7 +314,7 @@ func createdFor(ns *corev1.Namespace, t *custosv1alpha1.Tenant) bool {
 			return true
 		}
 	}
-	return ns.Annotations[annotationTenantUID] == string(t.UID)
+	return ns.Annotations[custosv1alpha1.AnnotationTenantUID] == string(t.UID)
 }
 
 func (r *TenantReconciler) serverIPs(ctx context.Context, host string) ([]net.IP, error) {
@@ -351,7 +348,7 @@ func (r *TenantReconciler) serverIPs(ctx context.Context, host string) ([]net.IP
 // ensureInNamespace writes quota, limits, network policies and the owners' RoleBinding into one namespace.
 func (r *TenantReconciler) ensureInNamespace(ctx context.Context, s *tenantScope, ns string, serverIPs []net.IP, keepDBPolicy bool) error {
 	t := s.tenant
-	labels := tenantLabels(t)
+	labels := t.ManagedLabels()
 	if lifecycle.Ended(t.Spec, r.Clock.Now()) {
 		// The contract ended while this reconcile ran (reaching the database can take seconds): the exit's
 		// suspension removes the owners' binding and the allow policies, and they must not be put back.
@@ -383,7 +380,7 @@ func (r *TenantReconciler) ensureInNamespace(ctx context.Context, s *tenantScope
 	}
 
 	specs := networkPolicies(t, s.server, serverIPs)
-	for _, name := range []string{policyDefaultDeny, policyAllowTenant, policyAllowDNS, policyAllowDatabase} {
+	for _, name := range []string{custosv1alpha1.PolicyDefaultDeny, policyAllowTenant, policyAllowDNS, policyAllowDatabase} {
 		np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
 		spec, ok := specs[name]
 		if !ok && name == policyAllowDatabase && keepDBPolicy {
@@ -586,9 +583,9 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 		}
 	}
 	for _, ns := range t.NamespaceNames() {
-		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: credentialsName, Namespace: ns}}
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: custosv1alpha1.CredentialsSecretName, Namespace: ns}}
 		if err := r.apply(ctx, sec, func() {
-			sec.Labels = mergeLabels(sec.Labels, tenantLabels(t))
+			sec.Labels = mergeLabels(sec.Labels, t.ManagedLabels())
 			sec.Type = corev1.SecretTypeOpaque
 			sec.Data = credentialsData(s.server.Spec.Host, s.server.Spec.Port, s.dbConfig.SSLMode, name, name, master.password)
 		}); err != nil {
@@ -600,7 +597,7 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 	}
 	t.Status.Database.Server, t.Status.Database.Name, t.Status.Database.Role, t.Status.Database.OID = s.server.Name, name, name, int64(res.OID)
 	t.Status.Database.RoleOID = int64(res.RoleOID)
-	metricDatabaseMissing.WithLabelValues(t.Name).Set(0)
+	metrics.DatabaseMissing(t.Name, false)
 	if res.PasswordSet || t.Status.Database.PasswordRotatedAt == nil {
 		at := metav1.NewTime(now)
 		t.Status.Database.PasswordRotatedAt = &at
@@ -611,8 +608,8 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 	if req := t.Spec.Database.RotatePasswordAt; req != nil && !req.After(now) {
 		t.Status.Database.RotationHonoured = req.DeepCopy()
 	}
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionDatabaseReady, true, custosv1alpha1.ReasonReconciled,
-		fmt.Sprintf("database %s (OID %d) on %s, closed to PUBLIC and owned by the tenant's role; credentials in Secret %s of each tenant namespace", name, res.OID, s.server.Name, credentialsName))
+	conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionDatabaseReady, true, custosv1alpha1.ReasonReconciled,
+		fmt.Sprintf("database %s (OID %d) on %s, closed to PUBLIC and owned by the tenant's role; credentials in Secret %s of each tenant namespace", name, res.OID, s.server.Name, custosv1alpha1.CredentialsSecretName))
 	return nil
 }
 
@@ -646,7 +643,7 @@ func (e *errForeignSecret) Error() string {
 // come and is not yet honoured. A new password is written here first (applied=false); the role is changed after,
 // and only then marked applied, so a crash anywhere in between is repaired by the next reconcile.
 func (r *TenantReconciler) masterPassword(ctx context.Context, t *custosv1alpha1.Tenant, now time.Time) (masterSecret, error) {
-	key := client.ObjectKey{Namespace: r.Namespace, Name: masterSecretPrefix + t.Name}
+	key := client.ObjectKey{Namespace: r.Namespace, Name: t.MasterSecretName()}
 	request := ""
 	if at := t.Spec.Database.RotatePasswordAt; at != nil && !at.After(now) {
 		request = at.UTC().Format(time.RFC3339)
@@ -669,7 +666,7 @@ func (r *TenantReconciler) masterPassword(ctx context.Context, t *custosv1alpha1
 		return masterSecret{}, err
 	}
 	sec.ObjectMeta = metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, ResourceVersion: sec.ResourceVersion,
-		Labels:      mergeLabels(map[string]string{labelPurpose: purposeDBCredentials}, tenantLabels(t)),
+		Labels:      mergeLabels(map[string]string{custosv1alpha1.LabelPurpose: custosv1alpha1.PurposeDatabaseCredentials}, t.ManagedLabels()),
 		Annotations: map[string]string{annotationRotationHonoured: request, annotationPasswordApplied: "false"}}
 	sec.Type = corev1.SecretTypeOpaque
 	sec.Data = map[string][]byte{masterPasswordKey: []byte(pw)}

@@ -33,15 +33,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/evidence"
 	"github.com/custos-io/custos/internal/lifecycle"
+	"github.com/custos-io/custos/internal/metrics"
 	"github.com/custos-io/custos/internal/postgres"
 	"github.com/custos-io/custos/internal/runner"
 	"github.com/custos-io/custos/internal/storage"
 )
-
-// KindShred is the runner task that destroys a tenant's repository at one location.
-const KindShred = string(custosv1alpha1.TaskShred)
 
 // TenantExitReconciler carries out a tenant's exit: internal/lifecycle decides the step from (spec, status, facts,
 // now); this controller gathers the facts, records the step in status before it starts and its outcome after, and
@@ -84,7 +83,7 @@ type TenantExitReconciler struct {
 
 const (
 	exitExportSuffix = "-exit"
-	// annotationTenantUID (tenant_controller.go) and annotationExitTerminatedAt bind the exit's DataExport to the
+	// custosv1alpha1.AnnotationTenantUID (tenant_controller.go) and annotationExitTerminatedAt bind the exit's DataExport to the
 	// tenant (by UID) and to this exit (by its terminatedAt): a DataExport without them is never the exit's export.
 	annotationExitTerminatedAt = "custos.io/exit-terminated-at"
 	// defaultExitGracePeriod applies when the policy is missing or its exitGracePeriod cannot be read.
@@ -139,7 +138,7 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 		base := t.DeepCopy()
 		msg := pe.msg + ": no exit step runs until the policy is fixed"
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonPolicyInvalid, msg)
+		conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonPolicyInvalid, msg)
 		r.Recorder.Eventf(&t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonPolicyInvalid, "Exit", "%s", msg)
 		if perr := r.patch(ctx, base, &t); perr != nil {
 			return ctrl.Result{}, perr
@@ -173,11 +172,11 @@ func (r *TenantExitReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	switch {
 	case err != nil:
 		st.Attempts++
-		st.LastError = truncate(err.Error(), 4000)
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExitStepFailed,
-			truncate(fmt.Sprintf("%s failed (attempt %d), retried in %s: %s", d.Action, st.Attempts, r.RetryAfter, err), 4000))
-		r.Recorder.Eventf(&t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonExitStepFailed, string(d.Action), "%s", truncate(err.Error(), 1000))
-		metricDestruction.WithLabelValues("failed").Inc()
+		st.LastError = conditions.Truncate(err.Error(), 4000)
+		conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExitStepFailed,
+			conditions.Truncate(fmt.Sprintf("%s failed (attempt %d), retried in %s: %s", d.Action, st.Attempts, r.RetryAfter, err), 4000))
+		r.Recorder.Eventf(&t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonExitStepFailed, string(d.Action), "%s", conditions.Truncate(err.Error(), 1000))
+		metrics.Destruction("failed")
 		logger.Error(err, "Exit step failed", "action", d.Action)
 	case done && st != nil:
 		t.Status.Exit.Step = nil
@@ -287,7 +286,7 @@ func (r *TenantExitReconciler) gather(ctx context.Context, s *exitScope) error {
 		return err
 	}
 	s.facts.LiveDataGone = ex.LiveDataPurgedAt != nil
-	s.facts.RepositoriesGone = ex.DisposalStartedAt != nil && hasDestroyed(t, custosv1alpha1.DestroyedSecret, r.Namespace+"/"+repoKeySecretPrefix+t.Name)
+	s.facts.RepositoriesGone = ex.DisposalStartedAt != nil && hasDestroyed(t, custosv1alpha1.DestroyedSecret, r.Namespace+"/"+t.RepoKeySecretName())
 	s.facts.CertificateIssued = ex.CertificateRef != nil
 	return nil
 }
@@ -367,20 +366,13 @@ func (r *TenantExitReconciler) gatherExport(ctx context.Context, s *exitScope) e
 		s.facts.Export.ExpiresAt = de.Status.ExpiresAt.Time
 	}
 	if de.Status.Phase == custosv1alpha1.ExportExpired {
-		gone, err := fileGone(exportBagPath(&de))
+		gone, err := fileGone(de.ArtefactPath())
 		if err != nil {
 			return err
 		}
 		s.facts.Export.BagGone = gone
 	}
 	return nil
-}
-
-func exportBagPath(de *custosv1alpha1.DataExport) string {
-	if de.Status.Artefact != nil && de.Status.Artefact.Location != "" {
-		return de.Status.Artefact.Location
-	}
-	return bagPath(de)
 }
 
 // fileGone reports whether path is verifiably absent.
@@ -402,10 +394,10 @@ func exitExportProblem(de *custosv1alpha1.DataExport, t *custosv1alpha1.Tenant) 
 	if de.Spec.TenantRef.Name != t.Name {
 		why = append(why, fmt.Sprintf("it exports tenant %s", de.Spec.TenantRef.Name))
 	}
-	switch uid := de.Annotations[annotationTenantUID]; uid {
+	switch uid := de.Annotations[custosv1alpha1.AnnotationTenantUID]; uid {
 	case string(t.UID):
 	case "":
-		why = append(why, "it carries no "+annotationTenantUID+" annotation (it was made by hand or by an earlier version of custos)")
+		why = append(why, "it carries no "+custosv1alpha1.AnnotationTenantUID+" annotation (it was made by hand or by an earlier version of custos)")
 	default:
 		why = append(why, fmt.Sprintf("it was made for tenant uid %s, not this tenant's %s (an earlier tenant of the same name)", uid, t.UID))
 	}
@@ -461,7 +453,7 @@ func (r *TenantExitReconciler) addDestroyed(t *custosv1alpha1.Tenant, d custosv1
 		return
 	}
 	t.Status.Exit.Destroyed = append(t.Status.Exit.Destroyed, d)
-	metricDestruction.WithLabelValues("verified").Inc()
+	metrics.Destruction("verified")
 }
 
 // record writes the decision into status: phase, Ready and LegalHold conditions, deadlines, acknowledgement, and
@@ -479,17 +471,17 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 		first := ex.DestructionNotBefore == nil
 		ex.DestructionNotBefore = ptr.To(metav1.NewTime(d.DestructionNotBefore))
 		if first && s.now.Before(d.DestructionNotBefore) {
-			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, lifecycle.ReasonGracePeriod, "Exit",
+			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonGracePeriod, "Exit",
 				"contract %s ended: nothing is destroyed before %s; removing spec.contract.end (or moving it into the future) before then cancels the exit",
 				t.Spec.Contract.ID, d.DestructionNotBefore.UTC().Format(time.RFC3339))
 		}
 	}
 	if ex.ExportRef != nil && ex.ExportRef.Bag == "" && s.export != nil && s.export.Status.Artefact != nil {
-		ex.ExportRef.Bag = exportBagPath(s.export)
+		ex.ExportRef.Bag = s.export.ArtefactPath()
 	}
-	if d.Reason == lifecycle.ReasonExportNotBound {
+	if d.Reason == custosv1alpha1.ReasonExportNotBound {
 		if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c == nil || c.Reason != d.Reason || c.Message != d.Message {
-			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, lifecycle.ReasonExportNotBound, "Exit", "%s", truncate(d.Message, 1000))
+			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonExportNotBound, "Exit", "%s", conditions.Truncate(d.Message, 1000))
 		}
 	}
 	if d.Phase != t.Status.Phase {
@@ -500,10 +492,10 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 		ex.BackupsGoneBy = ptr.To(metav1.NewTime(d.BackupsGoneBy))
 	}
 	if ex.BackupsGoneBy != nil && d.Phase != custosv1alpha1.TenantDestroyed {
-		metricExpiryDeadline.WithLabelValues(t.Name).Set(float64(ex.BackupsGoneBy.Unix()))
+		metrics.ExpiryDeadline(t.Name, ex.BackupsGoneBy.Time)
 	}
 	if d.Phase == custosv1alpha1.TenantDestroyed {
-		forgetTenantMetrics(t.Name)
+		metrics.ForgetTenant(t.Name)
 		// Two controllers append to the trail and write the head into status; once the tenant is destroyed
 		// nothing appends any more, and the head shown is the trail's own.
 		if r.Audit != nil {
@@ -527,7 +519,7 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 			auditStepKey: string(action) + "/" + ex.ExportRef.Name}); err != nil {
 			ex.ExportAcknowledgedAt, ex.ExportAcknowledgeTimedOut, s.auditErr = nil, false, err // recorded again next time
 		} else {
-			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionExportAcknowledged, !d.AcknowledgeTimedOut, ackReason(d.AcknowledgeTimedOut), msg)
+			conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionExportAcknowledged, !d.AcknowledgeTimedOut, ackReason(d.AcknowledgeTimedOut), msg)
 		}
 	}
 	hold := lifecycle.HoldActive(t.Spec.LegalHold, s.now)
@@ -544,20 +536,20 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 		if err != nil {
 			s.auditErr = err // the hold is shown once it is recorded; nothing is destroyed meanwhile (carryOut refuses)
 		} else {
-			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, true, custosv1alpha1.ReasonLegalHoldActive, msg)
+			conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, true, custosv1alpha1.ReasonLegalHoldActive, msg)
 		}
 	} else if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionLegalHold); c != nil && c.Status == metav1.ConditionTrue {
 		if err := r.audit(ctx, t, evidence.ActionLegalHoldLifted, map[string]string{auditStepKey: fmt.Sprintf("%s/generation-%d", evidence.ActionLegalHoldLifted, t.Generation)}); err != nil {
 			s.auditErr = err // the hold stays shown, and nothing is destroyed, until the lifting is recorded
 		} else {
-			setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, false, custosv1alpha1.ReasonLegalHoldExpired, "the legal hold is lifted or has passed its until date")
+			conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLegalHold, false, custosv1alpha1.ReasonLegalHoldExpired, "the legal hold is lifted or has passed its until date")
 			// A step that starts now starts after the lifting as recorded (the certificate checks that order).
 			s.now = r.Clock.Now().UTC()
 		}
 	}
 	ready := d.Phase == custosv1alpha1.TenantDestroyed
 	if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c == nil || c.Reason != custosv1alpha1.ReasonExitStepFailed || d.Action == lifecycle.Wait || ex.Step == nil || ex.Step.Action != string(d.Action) {
-		setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, ready, d.Reason, d.Message)
+		conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, ready, d.Reason, d.Message)
 	}
 	if d.Action == lifecycle.Wait {
 		ex.Step = nil
@@ -573,9 +565,9 @@ func (r *TenantExitReconciler) record(ctx context.Context, s *exitScope, d lifec
 
 func ackReason(timedOut bool) string {
 	if timedOut {
-		return lifecycle.ReasonAcknowledgeTimeout
+		return custosv1alpha1.ReasonAcknowledgeTimeout
 	}
-	return lifecycle.ReasonExportAcknowledged
+	return custosv1alpha1.ReasonExportAcknowledged
 }
 
 // audit records an exit action on the tenant's trail (AuditLog.Record), once per step. An error means the entry
@@ -878,8 +870,8 @@ func (r *TenantExitReconciler) requestExport(ctx context.Context, s *exitScope) 
 			return false, errors.New("no delivery for the exit's export: set the RetentionPolicy's export.delivery.filesystem.path or the manager's --export-dir")
 		}
 		de = custosv1alpha1.DataExport{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: tenantLabels(t), Annotations: map[string]string{
-				annotationTenantUID: string(t.UID), annotationExitTerminatedAt: t.Status.Exit.TerminatedAt.UTC().Format(time.RFC3339)}},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: t.ManagedLabels(), Annotations: map[string]string{
+				custosv1alpha1.AnnotationTenantUID: string(t.UID), annotationExitTerminatedAt: t.Status.Exit.TerminatedAt.UTC().Format(time.RFC3339)}},
 			Spec: custosv1alpha1.DataExportSpec{TenantRef: custosv1alpha1.ObjectReference{Name: t.Name},
 				Include:  custosv1alpha1.ExportInclude{Database: true, KubernetesObjects: true},
 				Delivery: custosv1alpha1.ExportDelivery{Filesystem: custosv1alpha1.FilesystemDelivery{Path: path}}},
@@ -920,7 +912,7 @@ func (r *TenantExitReconciler) cancelExit(ctx context.Context, s *exitScope) (bo
 	if err := r.audit(ctx, t, actionExitCancelled, detail); err != nil {
 		return false, err // nothing is given back until the cancellation is on the trail
 	}
-	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, lifecycle.ReasonExitCancelled, "Exit",
+	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonExitCancelled, "Exit",
 		"contract.end is now %s: the exit is cancelled before anything was destroyed, the tenant is provisioned again", detail["contractEnd"])
 	t.Status.Exit = nil
 	t.Status.Phase = custosv1alpha1.TenantProvisioning
@@ -928,7 +920,7 @@ func (r *TenantExitReconciler) cancelExit(ctx context.Context, s *exitScope) (bo
 		custosv1alpha1.ConditionBackupsExpired, custosv1alpha1.ConditionCertificateIssued} {
 		meta.RemoveStatusCondition(&t.Status.Conditions, typ)
 	}
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, lifecycle.ReasonExitCancelled,
+	conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionReady, false, custosv1alpha1.ReasonExitCancelled,
 		"the exit was cancelled (spec.contract.end removed or moved into the future before anything was destroyed); provisioning gives LOGIN, network policies and bindings back")
 	return true, nil
 }
@@ -971,14 +963,14 @@ func (r *TenantExitReconciler) purge(ctx context.Context, s *exitScope) (bool, e
 	// The credentials in each tenant namespace and the master password in the manager's namespace (if it is the
 	// tenant's: provisioning refuses to use one without the tenant's label, and so must the purge).
 	var secrets []client.ObjectKey
-	master := client.ObjectKey{Namespace: r.Namespace, Name: masterSecretPrefix + t.Name}
+	master := client.ObjectKey{Namespace: r.Namespace, Name: t.MasterSecretName()}
 	if foreign, err := r.foreignSecret(ctx, t, master); err != nil {
 		return false, err
 	} else if !foreign {
 		secrets = append(secrets, master)
 	}
 	for _, ns := range nss.OwnedNames() {
-		secrets = append(secrets, client.ObjectKey{Namespace: ns, Name: credentialsName})
+		secrets = append(secrets, client.ObjectKey{Namespace: ns, Name: custosv1alpha1.CredentialsSecretName})
 	}
 	for _, key := range secrets {
 		if hasDestroyed(t, custosv1alpha1.DestroyedSecret, key.String()) {
@@ -1039,7 +1031,7 @@ func (r *TenantExitReconciler) purge(ctx context.Context, s *exitScope) (bool, e
 	}
 	at := metav1.NewTime(r.Clock.Now())
 	t.Status.Exit.LiveDataPurgedAt = &at
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLiveDataPurged, true, custosv1alpha1.ReasonPurged,
+	conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionLiveDataPurged, true, custosv1alpha1.ReasonPurged,
 		fmt.Sprintf("database %s and its role, %d Secret(s) and %d namespace(s) verified gone", t.DatabaseName(), nSecrets, len(purgedNS)))
 	r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, "LiveDataPurged", "Exit", "database %s, its role, the Secrets and the namespaces are verified gone", t.DatabaseName())
 	return true, nil
@@ -1146,7 +1138,7 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 			pending = true
 			continue
 		}
-		sp := runner.Spec{Tenant: t.Name, Kind: KindShred, Location: loc, Slot: slot, Attempt: int(ex.Step.Attempts) + 1}
+		sp := runner.Spec{Tenant: t.Name, Kind: custosv1alpha1.TaskShred, Location: loc, Slot: slot, Attempt: int(ex.Step.Attempts) + 1}
 		if res, ok := r.Runner.Result(sp.Key()); ok {
 			// The location's jurisdiction goes on the certificate: read it before the result is forgotten, so a
 			// failed read is retried with the result still there (a deleted BackupLocation leaves it empty).
@@ -1185,7 +1177,7 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 	if pending {
 		return false, nil
 	}
-	key := client.ObjectKey{Namespace: r.Namespace, Name: repoKeySecretPrefix + t.Name}
+	key := client.ObjectKey{Namespace: r.Namespace, Name: t.RepoKeySecretName()}
 	// Every repository is verified gone: that is on the trail before the keys go (a failed append stops here,
 	// with the keys still there, and is retried).
 	if err := r.audit(ctx, t, evidence.ActionBackupsExpired, map[string]string{"locations": strings.Join(r.disposeLocations(s), ",")}); err != nil {
@@ -1198,7 +1190,7 @@ func (r *TenantExitReconciler) dispose(ctx context.Context, s *exitScope) (bool,
 	r.addDestroyed(t, custosv1alpha1.DestroyedLocation{Kind: custosv1alpha1.DestroyedSecret, Name: key.String(), Identifier: secretIdentifier(key, uid),
 		Method: "Purge", Technique: "cryptographic erase: the only copy of the repositories' keys (restic data is AES-256 encrypted) deleted",
 		Tool: "kube-apiserver", StartedAt: ex.Step.StartedAt, CompletedAt: metav1.NewTime(r.Clock.Now()), Verification: "GET returns 404 Not Found"})
-	setCondition(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionBackupsExpired, true, custosv1alpha1.ReasonRepositoriesDestroyed,
+	conditions.Set(&t.Status.Conditions, t.Generation, custosv1alpha1.ConditionBackupsExpired, true, custosv1alpha1.ReasonRepositoriesDestroyed,
 		"every backup repository of the tenant is verified gone and its keys are deleted")
 	return true, nil
 }

@@ -15,25 +15,14 @@ import (
 
 // Names of what custos creates in each tenant namespace.
 const (
-	quotaName            = "custos-quota"
-	limitRangeName       = "custos-limits"
-	ownersBindingName    = "custos-owners"
-	credentialsName      = "custos-database"
-	policyDefaultDeny    = "custos-default-deny"
-	policyAllowTenant    = "custos-allow-tenant"
-	policyAllowDNS       = "custos-allow-dns"
-	policyAllowDatabase  = "custos-allow-database"
-	managedByCustos      = "custos"
-	masterPasswordKey    = "password"
-	masterSecretPrefix   = "custos-db-"
-	labelPurpose         = "custos.io/purpose"
-	purposeDBCredentials = "database-credentials"
+	quotaName           = "custos-quota"
+	limitRangeName      = "custos-limits"
+	ownersBindingName   = "custos-owners"
+	policyAllowTenant   = "custos-allow-tenant"
+	policyAllowDNS      = "custos-allow-dns"
+	policyAllowDatabase = "custos-allow-database"
+	masterPasswordKey   = "password"
 )
-
-// tenantLabels are on everything custos makes for a tenant; the watches map objects back by them.
-func tenantLabels(t *custosv1alpha1.Tenant) map[string]string {
-	return map[string]string{custosv1alpha1.LabelTenant: t.Name, custosv1alpha1.LabelManagedBy: managedByCustos}
-}
 
 func mergeLabels(dst map[string]string, src map[string]string) map[string]string {
 	if dst == nil {
@@ -70,7 +59,7 @@ func networkPolicies(t *custosv1alpha1.Tenant, server *custosv1alpha1.DatabaseSe
 		dbPeers = append(dbPeers, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: fmt.Sprintf("%s/%d", ip.String(), bits)}})
 	}
 	specs := map[string]networkingv1.NetworkPolicySpec{
-		policyDefaultDeny: {PodSelector: metav1.LabelSelector{}, PolicyTypes: both},
+		custosv1alpha1.PolicyDefaultDeny: {PodSelector: metav1.LabelSelector{}, PolicyTypes: both},
 		policyAllowTenant: {
 			PodSelector: metav1.LabelSelector{}, PolicyTypes: both,
 			Ingress: []networkingv1.NetworkPolicyIngressRule{{From: sameTenant}},

@@ -22,7 +22,7 @@ var _ = Describe("Tenant resources", func() {
 	It("denies all traffic by default and opens only the tenant, DNS and its database", func() {
 		p := networkPolicies(t, server, []net.IP{net.ParseIP("10.0.0.7"), net.ParseIP("fd00::7")})
 		Expect(p).To(HaveLen(4))
-		deny := p[policyDefaultDeny]
+		deny := p[custosv1alpha1.PolicyDefaultDeny]
 		Expect(deny.PodSelector.MatchLabels).To(BeEmpty())
 		Expect(deny.Ingress).To(BeEmpty())
 		Expect(deny.Egress).To(BeEmpty())

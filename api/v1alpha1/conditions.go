@@ -109,7 +109,27 @@ const (
 	ReasonBackupsDisposed = "Disposed"
 )
 
-// Condition reasons of a Tenant's exit (Ready, LiveDataPurged); the lifecycle's own are in internal/lifecycle.
+// Condition reasons of a Tenant's exit decisions: internal/lifecycle gives them, and they are the Ready
+// condition's reason while the exit runs (with ReasonExportFailed, ReasonReceiptMismatch, ReasonAwaitingReceipt
+// and ReasonLegalHoldActive).
+const (
+	ReasonContractRunning    = "ContractRunning"
+	ReasonContractEnded      = "ContractEnded"
+	ReasonAwaitingExport     = "AwaitingExport"
+	ReasonExportAcknowledged = "ExportAcknowledged"
+	ReasonAcknowledgeTimeout = "AcknowledgeTimeout"
+	ReasonPurging            = "PurgingLiveData"
+	ReasonShredding          = "ShreddingBackups"
+	ReasonAwaitingExpiry     = "AwaitingBackupExpiry"
+	ReasonCertifying         = "IssuingCertificate"
+	ReasonDestroyed          = "Destroyed"
+	ReasonGracePeriod        = "GracePeriod"
+	ReasonExitCancelled      = "ExitCancelled"
+	ReasonExportNotBound     = "ExportNotBound"
+	ReasonAwaitingBagExpiry  = "AwaitingExportExpiry"
+)
+
+// Condition reasons of a Tenant's exit steps (Ready, LiveDataPurged, BackupsExpired, CertificateIssued).
 const (
 	ReasonExitStepFailed = "ExitStepFailed"
 	// ReasonPolicyInvalid: the tenant's RetentionPolicy holds a duration the exit cannot read.

@@ -99,7 +99,7 @@ var _ = Describe("Evidence: the audit trail", Ordered, Label("integration", "sec
 		mgr := startManager(func(o *controllers.Options) {
 			o.AuditSegmentBytes = 1
 			o.WrapRunner = func(r runner.Runner) runner.Runner {
-				lost = &losingRunner{Runner: r, match: "/" + controllers.KindShred + "/" + primary + "/", tenantPrefix: "evidence-shred-"}
+				lost = &losingRunner{Runner: r, match: "/" + string(custosv1alpha1.TaskShred) + "/" + primary + "/", tenantPrefix: "evidence-shred-"}
 				return lost
 			}
 		})

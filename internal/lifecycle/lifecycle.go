@@ -50,28 +50,6 @@ const (
 	CancelExit Action = "CancelExit"
 )
 
-// Reasons a decision gives (they become the Ready condition's reason while the exit runs).
-const (
-	ReasonContractRunning    = "ContractRunning"
-	ReasonContractEnded      = "ContractEnded"
-	ReasonAwaitingExport     = "AwaitingExport"
-	ReasonExportFailed       = custosv1alpha1.ReasonExportFailed
-	ReasonReceiptMismatch    = custosv1alpha1.ReasonReceiptMismatch
-	ReasonAwaitingReceipt    = custosv1alpha1.ReasonAwaitingReceipt
-	ReasonExportAcknowledged = "ExportAcknowledged"
-	ReasonAcknowledgeTimeout = "AcknowledgeTimeout"
-	ReasonLegalHold          = custosv1alpha1.ReasonLegalHoldActive
-	ReasonPurging            = "PurgingLiveData"
-	ReasonShredding          = "ShreddingBackups"
-	ReasonAwaitingExpiry     = "AwaitingBackupExpiry"
-	ReasonCertifying         = "IssuingCertificate"
-	ReasonDestroyed          = "Destroyed"
-	ReasonGracePeriod        = "GracePeriod"
-	ReasonExitCancelled      = "ExitCancelled"
-	ReasonExportNotBound     = "ExportNotBound"
-	ReasonAwaitingBagExpiry  = "AwaitingExportExpiry"
-)
-
 // ExportFacts is what the exit's DataExport says.
 type ExportFacts struct {
 	// Exists: the DataExport named in status.exit.exportRef exists.
@@ -211,7 +189,7 @@ func graceOver(phase custosv1alpha1.TenantPhase, status custosv1alpha1.TenantSta
 	if !now.Before(notBefore) {
 		return nil
 	}
-	return &Decision{Phase: phase, Reason: ReasonGracePeriod, RequeueAfter: wait(notBefore.Sub(now)),
+	return &Decision{Phase: phase, Reason: custosv1alpha1.ReasonGracePeriod, RequeueAfter: wait(notBefore.Sub(now)),
 		Message: fmt.Sprintf("%s; nothing is destroyed before %s (the policy's exitGracePeriod, counted from when the end was observed). Removing spec.contract.end, or moving it into the future, before then cancels the exit and returns the tenant to Active",
 			what, notBefore.UTC().Format(time.RFC3339))}
 }
@@ -219,12 +197,12 @@ func graceOver(phase custosv1alpha1.TenantPhase, status custosv1alpha1.TenantSta
 func next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f Facts, now time.Time) Decision {
 	phase := status.Phase
 	if NothingDestroyed(status) && !Ended(spec, now) {
-		return Decision{Phase: phase, Action: CancelExit, Reason: ReasonExitCancelled,
+		return Decision{Phase: phase, Action: CancelExit, Reason: custosv1alpha1.ReasonExitCancelled,
 			Message: "spec.contract.end was removed or moved into the future before anything was destroyed: the exit is cancelled and the tenant returns to Active (provisioning gives LOGIN, network policies and bindings back; workloads stay scaled to zero until their owners scale them up)"}
 	}
 	if !phase.ExitStarted() {
 		if !Ended(spec, now) {
-			d := Decision{Phase: phase, Reason: ReasonContractRunning, Message: "the contract runs; the exit starts at contract.end"}
+			d := Decision{Phase: phase, Reason: custosv1alpha1.ReasonContractRunning, Message: "the contract runs; the exit starts at contract.end"}
 			if spec.Contract.End != nil {
 				d.RequeueAfter = wait(spec.Contract.End.Sub(now))
 				d.Message = fmt.Sprintf("the contract runs until %s; the exit starts then", spec.Contract.End.UTC().Format(time.RFC3339))
@@ -236,7 +214,7 @@ func next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f 
 	switch phase {
 	case custosv1alpha1.TenantTerminating:
 		if !f.Suspended {
-			return Decision{Phase: phase, Action: Suspend, Reason: ReasonContractEnded,
+			return Decision{Phase: phase, Action: Suspend, Reason: custosv1alpha1.ReasonContractEnded,
 				Message: "the contract ended: suspending the tenant (database LOGIN revoked, sessions ended, network cut, workloads scaled to zero)"}
 		}
 		if spec.Exit.DataReturn == custosv1alpha1.DataReturnExport {
@@ -253,7 +231,7 @@ func next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f 
 			return frozen(phase, spec.LegalHold, now, "purging the live data")
 		}
 		if !f.LiveDataGone {
-			return Decision{Phase: phase, Action: Purge, Reason: ReasonPurging, BackupsGoneBy: BackupsGoneBy(spec.Exit, f, now),
+			return Decision{Phase: phase, Action: Purge, Reason: custosv1alpha1.ReasonPurging, BackupsGoneBy: BackupsGoneBy(spec.Exit, f, now),
 				Message: "dropping the database and its role, deleting the Secrets and the namespaces"}
 		}
 		return next(spec, withPhase(status, custosv1alpha1.TenantAwaitingBackupExpiry), f, now)
@@ -270,14 +248,14 @@ func next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f 
 				return d
 			}
 			if spec.Exit.Backups != custosv1alpha1.BackupDisposalShred && now.Before(goneBy) {
-				return Decision{Phase: phase, Reason: ReasonAwaitingExpiry, BackupsGoneBy: goneBy, RequeueAfter: wait(goneBy.Sub(now)),
+				return Decision{Phase: phase, Reason: custosv1alpha1.ReasonAwaitingExpiry, BackupsGoneBy: goneBy, RequeueAfter: wait(goneBy.Sub(now)),
 					Message: fmt.Sprintf("the live data is gone; the backups expire and the last copy is removed by %s", goneBy.UTC().Format(time.RFC3339))}
 			}
-			return Decision{Phase: phase, Action: DisposeBackups, Reason: ReasonShredding, BackupsGoneBy: goneBy,
+			return Decision{Phase: phase, Action: DisposeBackups, Reason: custosv1alpha1.ReasonShredding, BackupsGoneBy: goneBy,
 				Message: "destroying every backup repository of the tenant and its keys"}
 		}
 		if !f.CertificateIssued && status.Exit != nil && status.Exit.ExportRef != nil && !f.Export.BagGone {
-			d := Decision{Phase: phase, Reason: ReasonAwaitingBagExpiry, BackupsGoneBy: goneBy,
+			d := Decision{Phase: phase, Reason: custosv1alpha1.ReasonAwaitingBagExpiry, BackupsGoneBy: goneBy,
 				Message: fmt.Sprintf("every backup is gone, but the exit's bag (DataExport %s), a full copy of the data, is still on the export volume", status.Exit.ExportRef.Name)}
 			if !f.Export.ExpiresAt.IsZero() {
 				d.Message += " until " + f.Export.ExpiresAt.UTC().Format(time.RFC3339) + " (expireAfterDelivery, counted from the receipt)"
@@ -287,12 +265,12 @@ func next(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatus, f 
 			return d
 		}
 		if !f.CertificateIssued {
-			return Decision{Phase: phase, Action: IssueCertificate, Reason: ReasonCertifying, BackupsGoneBy: goneBy,
+			return Decision{Phase: phase, Action: IssueCertificate, Reason: custosv1alpha1.ReasonCertifying, BackupsGoneBy: goneBy,
 				Message: "every location is verified empty: signing the certificate of destruction"}
 		}
 		return next(spec, withPhase(status, custosv1alpha1.TenantDestroyed), f, now)
 	case custosv1alpha1.TenantDestroyed:
-		return Decision{Phase: phase, Reason: ReasonDestroyed, Message: "the tenant's data is destroyed and the certificate is issued"}
+		return Decision{Phase: phase, Reason: custosv1alpha1.ReasonDestroyed, Message: "the tenant's data is destroyed and the certificate is issued"}
 	}
 	return Decision{Phase: phase, Reason: "UnknownPhase", Message: fmt.Sprintf("phase %q is not known to this version of custos", phase)}
 }
@@ -303,23 +281,23 @@ func exporting(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatu
 	acknowledged := status.Exit != nil && status.Exit.ExportAcknowledgedAt != nil
 	if !acknowledged {
 		if ex.Refused != "" {
-			return Decision{Phase: phase, Reason: ReasonExportNotBound, Message: ex.Refused}
+			return Decision{Phase: phase, Reason: custosv1alpha1.ReasonExportNotBound, Message: ex.Refused}
 		}
 		if !ex.Exists {
-			return Decision{Phase: phase, Action: RequestExport, Reason: ReasonAwaitingExport,
+			return Decision{Phase: phase, Action: RequestExport, Reason: custosv1alpha1.ReasonAwaitingExport,
 				Message: "requesting the DataExport the data controller chose (exit.dataReturn: Export)"}
 		}
 		switch {
 		case ex.Phase == custosv1alpha1.ExportAcknowledged:
 			acknowledged = true
 		case ex.ReceiptMismatch:
-			return Decision{Phase: phase, Reason: ReasonReceiptMismatch, RequeueAfter: ackTimer(f, now),
+			return Decision{Phase: phase, Reason: custosv1alpha1.ReasonReceiptMismatch, RequeueAfter: ackTimer(f, now),
 				Message: "the receipt's sha256 does not match the bag: nothing is destroyed; fetch and check the bag again, then correct the receipt (create a new DataExport if the bag is damaged)"}
 		case ex.Phase == custosv1alpha1.ExportFailed:
-			return Decision{Phase: phase, Reason: ReasonExportFailed,
+			return Decision{Phase: phase, Reason: custosv1alpha1.ReasonExportFailed,
 				Message: "the export failed, nothing is destroyed: " + ex.Message}
 		case ex.DeliveredAt.IsZero():
-			return Decision{Phase: phase, Reason: ReasonAwaitingExport, Message: "the export is being written; nothing is destroyed before it is acknowledged"}
+			return Decision{Phase: phase, Reason: custosv1alpha1.ReasonAwaitingExport, Message: "the export is being written; nothing is destroyed before it is acknowledged"}
 		case f.AcknowledgeTimeout > 0 && !now.Before(ex.DeliveredAt.Add(f.AcknowledgeTimeout)):
 			d := graceOver(phase, status, f, now, "no receipt came within acknowledgeTimeout after delivery")
 			if d == nil {
@@ -333,7 +311,7 @@ func exporting(spec custosv1alpha1.TenantSpec, status custosv1alpha1.TenantStatu
 			if f.AcknowledgeTimeout > 0 {
 				msg += fmt.Sprintf("; without one the exit goes on at %s", ex.DeliveredAt.Add(f.AcknowledgeTimeout).UTC().Format(time.RFC3339))
 			}
-			return Decision{Phase: phase, Reason: ReasonAwaitingReceipt, RequeueAfter: ackTimer(f, now), Message: msg}
+			return Decision{Phase: phase, Reason: custosv1alpha1.ReasonAwaitingReceipt, RequeueAfter: ackTimer(f, now), Message: msg}
 		}
 	}
 	if d := graceOver(phase, status, f, now, "the export is acknowledged"); d != nil {
@@ -350,7 +328,7 @@ func ackTimer(f Facts, now time.Time) time.Duration {
 }
 
 func frozen(phase custosv1alpha1.TenantPhase, h *custosv1alpha1.LegalHold, now time.Time, what string) Decision {
-	d := Decision{Phase: phase, Reason: ReasonLegalHold, Frozen: true,
+	d := Decision{Phase: phase, Reason: custosv1alpha1.ReasonLegalHoldActive, Frozen: true,
 		Message: fmt.Sprintf("a legal hold (%s) freezes the exit before %s", h.Reason, what)}
 	if h.Until != nil {
 		d.Message += "; it ends " + h.Until.UTC().Format(time.RFC3339)

@@ -174,7 +174,7 @@ var _ = Describe("Next", func() {
 	It("waits for contract.end, with a timer at most a day long", func() {
 		s := spec(custosv1alpha1.DataReturnExport, custosv1alpha1.BackupDisposalExpire)
 		d := lifecycle.Next(s, custosv1alpha1.TenantStatus{Phase: custosv1alpha1.TenantActive}, lifecycle.Facts{}, end.Add(-time.Hour))
-		Expect(d).To(Equal(lifecycle.Decision{Phase: custosv1alpha1.TenantActive, Reason: lifecycle.ReasonContractRunning,
+		Expect(d).To(Equal(lifecycle.Decision{Phase: custosv1alpha1.TenantActive, Reason: custosv1alpha1.ReasonContractRunning,
 			Message: "the contract runs until 2026-03-01T00:00:00Z; the exit starts then", RequeueAfter: time.Hour}))
 		d = lifecycle.Next(s, custosv1alpha1.TenantStatus{Phase: custosv1alpha1.TenantActive}, lifecycle.Facts{}, end.Add(-40*day))
 		Expect(d.RequeueAfter).To(Equal(24 * time.Hour))
@@ -249,7 +249,7 @@ var _ = Describe("Next", func() {
 		Expect(w.destroyed).To(BeEmpty())
 		Expect(w.status.Phase).To(Equal(custosv1alpha1.TenantExporting))
 		d := lifecycle.Next(w.spec, w.status, w.facts, w.clock.Now())
-		Expect(d.Reason).To(Equal(lifecycle.ReasonReceiptMismatch))
+		Expect(d.Reason).To(Equal(custosv1alpha1.ReasonReceiptMismatch))
 		Expect(d.Message).To(ContainSubstring("nothing is destroyed"))
 
 		w.receiptAt = w.clock.Now()
@@ -263,7 +263,7 @@ var _ = Describe("Next", func() {
 		st := custosv1alpha1.TenantStatus{Phase: custosv1alpha1.TenantExporting, Exit: &custosv1alpha1.TenantExitStatus{}}
 		d := lifecycle.Next(s, st, lifecycle.Facts{Suspended: true, AcknowledgeTimeout: day,
 			Export: lifecycle.ExportFacts{Exists: true, Phase: custosv1alpha1.ExportFailed, Message: "disk full"}}, end.Add(100*day))
-		Expect(d).To(Equal(lifecycle.Decision{Phase: custosv1alpha1.TenantExporting, Reason: lifecycle.ReasonExportFailed,
+		Expect(d).To(Equal(lifecycle.Decision{Phase: custosv1alpha1.TenantExporting, Reason: custosv1alpha1.ReasonExportFailed,
 			Message: "the export failed, nothing is destroyed: disk full", DestructionNotBefore: end.Add(100 * day)}))
 	})
 
@@ -451,7 +451,7 @@ var _ = Describe("the grace period before destruction", func() {
 		d := lifecycle.Next(s, st, f, end.Add(2*time.Hour))
 		Expect(d.Action).To(Equal(lifecycle.Wait))
 		Expect(d.Phase).To(Equal(custosv1alpha1.TenantTerminating))
-		Expect(d.Reason).To(Equal(lifecycle.ReasonGracePeriod))
+		Expect(d.Reason).To(Equal(custosv1alpha1.ReasonGracePeriod))
 		Expect(d.RequeueAfter).To(Equal(24 * time.Hour))
 		Expect(d.DestructionNotBefore).To(Equal(end.Add(73 * time.Hour)))
 		Expect(d.Message).To(And(ContainSubstring("2026-03-04T01:00:00Z"), ContainSubstring("Removing spec.contract.end")))
@@ -467,7 +467,7 @@ var _ = Describe("the grace period before destruction", func() {
 		f.Export = lifecycle.ExportFacts{Exists: true, Phase: custosv1alpha1.ExportAcknowledged, DeliveredAt: end.Add(90 * time.Minute)}
 		d = lifecycle.Next(s, st, f, end.Add(2*time.Hour))
 		Expect(d.Phase).To(Equal(custosv1alpha1.TenantExporting))
-		Expect(d.Reason).To(Equal(lifecycle.ReasonGracePeriod))
+		Expect(d.Reason).To(Equal(custosv1alpha1.ReasonGracePeriod))
 		Expect(d.Action).To(Equal(lifecycle.Wait))
 	})
 
@@ -493,7 +493,7 @@ var _ = Describe("the grace period before destruction", func() {
 			}
 			d := w.step()
 			Expect(d.Action).To(Equal(lifecycle.CancelExit))
-			Expect(d.Reason).To(Equal(lifecycle.ReasonExitCancelled))
+			Expect(d.Reason).To(Equal(custosv1alpha1.ReasonExitCancelled))
 			Expect(w.status.Phase).To(Equal(custosv1alpha1.TenantActive))
 			w.run(end.Add(100 * day))
 			if newEnd == nil {
@@ -535,7 +535,7 @@ var _ = Describe("the exit's export", func() {
 		d := lifecycle.Next(s, st, f, end.Add(50*day))
 		Expect(d.Action).To(Equal(lifecycle.Wait))
 		Expect(d.Phase).To(Equal(custosv1alpha1.TenantExporting))
-		Expect(d.Reason).To(Equal(lifecycle.ReasonExportNotBound))
+		Expect(d.Reason).To(Equal(custosv1alpha1.ReasonExportNotBound))
 		Expect(d.Message).To(Equal("DataExport t-exit was made for another tenant"))
 		Expect(d.AcknowledgeTimedOut).To(BeFalse())
 	})
@@ -557,7 +557,7 @@ var _ = Describe("the exit's export", func() {
 			Export: lifecycle.ExportFacts{Exists: true, Phase: custosv1alpha1.ExportAcknowledged, ExpiresAt: end.Add(10 * day)}}
 		d := lifecycle.Next(s, st, f, end.Add(day))
 		Expect(d.Action).To(Equal(lifecycle.Wait))
-		Expect(d.Reason).To(Equal(lifecycle.ReasonAwaitingBagExpiry))
+		Expect(d.Reason).To(Equal(custosv1alpha1.ReasonAwaitingBagExpiry))
 		Expect(d.Message).To(And(ContainSubstring("t-exit-1"), ContainSubstring("2026-03-11T00:00:00Z")))
 		Expect(d.RequeueAfter).To(Equal(24 * time.Hour))
 		f.Export.Phase, f.Export.BagGone = custosv1alpha1.ExportExpired, true

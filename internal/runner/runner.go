@@ -13,28 +13,46 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 )
 
 // Spec is one unit of work. Key() is its idempotency key: submitting a Spec whose key is queued, running or
 // finished-but-not-forgotten does nothing.
 type Spec struct {
-	Tenant   string    `json:"tenant"`
-	Kind     string    `json:"kind"`
-	Location string    `json:"location,omitempty"`
-	Slot     time.Time `json:"slot"`
+	Tenant string                  `json:"tenant"`
+	Kind   custosv1alpha1.TaskKind `json:"kind"`
+	// Location is the BackupLocation the task works at (empty for an Export).
+	Location string `json:"location,omitempty"`
+	// Export names the DataExport whose bag an Export task writes.
+	Export string    `json:"export,omitempty"`
+	Slot   time.Time `json:"slot"`
 	// Attempt counts from 1; it is not part of the key. A first attempt has never started before, so work that
 	// must check for a half-done earlier attempt can skip that check.
 	Attempt int `json:"attempt,omitempty"`
 }
 
-// Key is tenant/kind/location/slot.
+// exportPlace is where an Export task is keyed and counted: "export/<name>", as earlier versions carried it in
+// Location (keys stay the same).
+const exportPlace = "export/"
+
+// place is the location part of the keys, and what the per-location limit counts: the location, or
+// "export/<name>" for an Export task.
+func (s Spec) place() string {
+	if s.Export != "" {
+		return exportPlace + s.Export
+	}
+	return s.Location
+}
+
+// Key is tenant/kind/location/slot (location: "export/<name>" for an Export).
 func (s Spec) Key() string {
-	return fmt.Sprintf("%s/%s/%s/%d", s.Tenant, s.Kind, s.Location, s.Slot.Unix())
+	return fmt.Sprintf("%s/%s/%s/%d", s.Tenant, s.Kind, s.place(), s.Slot.Unix())
 }
 
 // TaskKey is the key a task is recorded under in the tenant's status (the tenant is the object itself).
 func (s Spec) TaskKey() string {
-	return fmt.Sprintf("%s/%s/%d", s.Kind, s.Location, s.Slot.Unix())
+	return fmt.Sprintf("%s/%s/%d", s.Kind, s.place(), s.Slot.Unix())
 }
 
 // Executor does the work of a Spec and returns its outcome as JSON.
@@ -150,10 +168,10 @@ func (p *Pool) Submit(s Spec) bool {
 		return false
 	}
 	p.active[key] = true
-	loc := p.locations[s.Location]
+	loc := p.locations[s.place()]
 	if loc == nil {
 		loc = make(chan struct{}, p.perLocation)
-		p.locations[s.Location] = loc
+		p.locations[s.place()] = loc
 	}
 	p.wg.Add(1)
 	go p.run(s, loc)

@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/internal/runner"
 )
 
@@ -170,5 +171,16 @@ var _ = Describe("Pool", func() {
 		b := a
 		b.Slot = a.Slot.Add(24 * time.Hour)
 		Expect(b.Key()).NotTo(Equal(a.Key()))
+	})
+
+	It("keys an Export by its DataExport as earlier versions did (export/<name> where the location is), and a Shred by its location", func() {
+		slot := time.Unix(1772323200, 0)
+		e := runner.Spec{Tenant: "kliniek-noord", Kind: custosv1alpha1.TaskExport, Export: "kliniek-noord-exit-20260301-000000", Slot: slot}
+		Expect(e.Key()).To(Equal("kliniek-noord/Export/export/kliniek-noord-exit-20260301-000000/1772323200"))
+		Expect(e.TaskKey()).To(Equal("Export/export/kliniek-noord-exit-20260301-000000/1772323200"))
+		old := runner.Spec{Tenant: "kliniek-noord", Kind: "Export", Location: "export/kliniek-noord-exit-20260301-000000", Slot: slot}
+		Expect(e.Key()).To(Equal(old.Key()), "a result kept under the old key must still be found")
+		s := runner.Spec{Tenant: "kliniek-noord", Kind: custosv1alpha1.TaskShred, Location: "primary", Slot: slot}
+		Expect(s.Key()).To(Equal("kliniek-noord/Shred/primary/1772323200"))
 	})
 })
