@@ -104,8 +104,36 @@ test-unit: ## Only the unit specs (no harness needed).
 test-integration: os-packages tools-test ## Only the integration and validation specs (envtest + PostgreSQL + restic).
 	$(GINKGO) $(GINKGO_FLAGS) ./e2e/local
 
+CLUSTER_TOOLS := etcd kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler kube-proxy kube-router rest-server restic helm
+
+.PHONY: cluster-up
+cluster-up: os-packages ## A real one-node Kubernetes cluster on this machine (root): see hack/cluster; state and logs in .cluster/.
+	bash hack/cluster-packages.sh
+	$(TOOLS) $(CLUSTER_TOOLS)
+	go run ./hack/cluster up
+
+.PHONY: cluster-down
+cluster-down: ## Stop everything cluster-up started (by the PIDs it recorded) and remove .cluster/.
+	go run ./hack/cluster down
+
+.PHONY: cluster-install
+cluster-install: ## Build the custos image from local parts, helm install the chart and the platform's objects on the one-node cluster.
+	go run ./hack/cluster images
+	go run ./hack/cluster install
+
 .PHONY: test-cluster
-test-cluster: ## One tenant's whole life (the demo's) against the cluster in KUBECONFIG where custos is installed; skipped without KUBECONFIG.
+test-cluster: ## The one-node cluster from scratch, custos installed with Helm, the e2e/cluster suite against it, then torn down.
+	$(MAKE) cluster-down
+	$(MAKE) cluster-up
+	rc=0; $(MAKE) cluster-install && eval "$$(go run ./hack/cluster env)" && \
+	  CUSTOS_E2E_CONTRACT_END_AFTER=$${CUSTOS_E2E_CONTRACT_END_AFTER:-3m} \
+	  $(GINKGO) -v -p --label-filter=cluster --timeout=40m ./e2e/cluster || rc=$$?; \
+	  if [[ $$rc -ne 0 ]]; then tail -n 50 .cluster/logs/*.log || true; \
+	  $(BIN)/kubectl --kubeconfig .cluster/admin.kubeconfig -n custos-system logs deploy/custos --tail=200 || true; fi; \
+	  $(MAKE) cluster-down; exit $$rc
+
+.PHONY: e2e-cluster
+e2e-cluster: ## The e2e/cluster suite against the cluster in KUBECONFIG where custos is installed; skipped without KUBECONFIG.
 	$(GINKGO) -v --label-filter=cluster ./e2e/cluster
 
 .PHONY: test-cluster-local

@@ -3,7 +3,7 @@
 // DatabaseServer and a RetentionPolicy: provisioning, the first snapshot and offsite copy, the contract's end, the
 // export and its receipt, the purge, the disposal of the backups and the certificate of destruction, checked with
 // the real custos CLI. Without KUBECONFIG every spec is skipped (so `make test` passes where there is no cluster).
-// Run it with `make test-cluster`; docs/guide/platform-engineers.md lists the environment variables.
+// Run it with `make e2e-cluster` (or `make test-cluster` on the one-node cluster of hack/cluster); docs/guide/platform-engineers.md lists the environment variables.
 package cluster
 
 import (
@@ -83,7 +83,7 @@ func envDuration(name string, def time.Duration) time.Duration {
 const needs = `e2e/cluster needs a cluster: set KUBECONFIG to a kubeconfig for a cluster where custos is installed
 (helm install custos charts/custos -n custos-system) and the platform has a Ready DatabaseServer and RetentionPolicy
 (CUSTOS_E2E_DATABASESERVER, default pg-ams-1; CUSTOS_E2E_RETENTIONPOLICY, default ehealth-3-months).
-See docs/guide/platform-engineers.md, "Checking an installation: make test-cluster".`
+See docs/guide/platform-engineers.md, "Checking an installation: make e2e-cluster".`
 
 var _ = BeforeSuite(func(ctx SpecContext) {
 	cfg.kubeconfig = strings.TrimSpace(os.Getenv("KUBECONFIG"))

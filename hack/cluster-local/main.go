@@ -1,11 +1,11 @@
-// Command cluster-local runs e2e/cluster (make test-cluster) against a stand-in for a cluster on this machine:
+// Command cluster-local runs e2e/cluster (make e2e-cluster) against a stand-in for a cluster on this machine:
 // the harness's kube-apiserver and etcd with custos' CRDs and admission policy, a throwaway PostgreSQL, a
 // directory and a rest-server as backup locations, the custos manager in this process and, as in make demo, a
 // stand-in for the namespace controller (envtest runs none). It sets up the platform (DatabaseServer
 // e2e-pg, RetentionPolicy e2e-every-minute with every schedule at every minute), writes a kubeconfig, runs
 // `go tool ginkgo -v --label-filter=cluster ./e2e/cluster` with KUBECONFIG and the CUSTOS_E2E_* variables
 // pointing at it, and stops everything. It proves the suite against a live API server; it is no substitute for
-// running make test-cluster against a real cluster (no kubelet, no network policy enforcement, no pods).
+// running make e2e-cluster against a real cluster (make test-cluster builds one on this machine) (no kubelet, no network policy enforcement, no pods).
 //
 //	go run ./hack/cluster-local [-keep] [-fetch=false] [ginkgo flags ...]
 //

@@ -128,10 +128,11 @@ spec:
   keepWithin: 90d
   maxSnapshotAge: 26h
   allowedJurisdictions: [EEA]
-  # No grace period after contract.end, and the exit's bag lives 10s after its receipt: the suite's exit runs
-  # in minutes. A real policy keeps the defaults (72h, and days for the bag).
+  # No grace period after contract.end, and the exit's bag lives a minute after its receipt (or after its
+  # delivery without one: the suite fetches it within that minute): the suite's exit runs in minutes. A real
+  # policy keeps the defaults (72h, and days for the bag).
   exitGracePeriod: 0s
-  export: {expireAfterDelivery: 10s}
+  export: {expireAfterDelivery: 60s}
 `, managerNamespace, indent(string(ca), "    "), databaseServerName, pgAdmin, pw, nodeIP, pgPort, restPort, policyName)); err != nil {
 		return err
 	}

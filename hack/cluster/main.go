@@ -222,6 +222,8 @@ func waitFor(ctx context.Context, what string, timeout time.Duration, check func
 func suiteEnv(e env) []string {
 	return []string{
 		"KUBECONFIG=" + e.path("admin.kubeconfig"),
+		"KUBECTL=" + e.tool("kubectl"),
+		"CUSTOS_E2E_CONTAINERD_SOCKET=" + e.path("containerd", "containerd.sock"),
 		"CUSTOS_NAMESPACE=" + managerNamespace,
 		"CUSTOS_E2E_DATABASESERVER=" + databaseServerName,
 		"CUSTOS_E2E_RETENTIONPOLICY=" + policyName,
