@@ -327,8 +327,9 @@ func down(e env) error {
 		logf("nothing to tear down (%s does not exist)", e.state)
 		return nil
 	}
-	stopDaemon(e, "kubelet", 20*time.Second)
 	sock := e.path("containerd", "containerd.sock")
+	drainPods(ctx, e, sock)
+	stopDaemon(e, "kubelet", 20*time.Second)
 	if _, ok := alive(e, "containerd"); ok {
 		if out, err := output(ctx, "ctr", "--address", sock, "-n", "k8s.io", "tasks", "ls", "-q"); err == nil {
 			for _, id := range strings.Fields(out) {
@@ -359,8 +360,13 @@ func down(e env) error {
 			}
 		}
 	}
-	// The masquerade rules of the bridge plugin name our pod network.
+	// The masquerade rules of the bridge plugin name our pod network; kubelet and kube-router leave a few
+	// chains and rules of their own behind.
 	cleanBridgeNAT(ctx)
+	cleanKubeRules(ctx)
+	if left, _ := filepath.Glob("/var/run/netns/cni-*"); len(left) > 0 {
+		logf("note: %d network namespace(s) /var/run/netns/cni-* are left (a pod sandbox the kubelet did not stop)", len(left))
+	}
 	if err := os.RemoveAll(e.state); err != nil {
 		return err
 	}
@@ -414,7 +420,7 @@ func cleanBridgeNAT(ctx context.Context) {
 	}
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, "-A POSTROUTING") && strings.Contains(line, "10.244.") {
-			_ = run(ctx, "iptables", append([]string{"-t", "nat", "-D"}, strings.Fields(strings.TrimPrefix(line, "-A "))...)...)
+			_ = run(ctx, "iptables", append([]string{"-t", "nat", "-D"}, splitRule(strings.TrimPrefix(line, "-A "))...)...)
 		}
 	}
 	out, err = output(ctx, "iptables", "-t", "nat", "-S")
@@ -427,4 +433,82 @@ func cleanBridgeNAT(ctx context.Context) {
 			_ = run(ctx, "iptables", "-t", "nat", "-X", f[1])
 		}
 	}
+}
+
+// drainPods deletes every pod through the API and waits for the kubelet to stop their sandboxes (which removes
+// their network namespaces and veth devices through the CNI plugins), so nothing of theirs outlives the cluster.
+func drainPods(ctx context.Context, e env, sock string) {
+	if _, ok := alive(e, "kube-apiserver"); !ok {
+		return
+	}
+	if _, ok := alive(e, "kubelet"); !ok {
+		return
+	}
+	if _, err := kubectl(ctx, e, "delete", "pods", "--all", "--all-namespaces", "--grace-period=0", "--force", "--wait=false"); err != nil {
+		logf("deleting the pods: %v", err)
+		return
+	}
+	err := waitFor(ctx, "the kubelet to stop every pod", 90*time.Second, func() error {
+		out, err := output(ctx, "ctr", "--address", sock, "-n", "k8s.io", "tasks", "ls", "-q")
+		if err != nil {
+			return err
+		}
+		if n := len(strings.Fields(out)); n > 0 {
+			return fmt.Errorf("%d container(s) still running", n)
+		}
+		return nil
+	})
+	if err != nil {
+		logf("%v", err)
+	}
+}
+
+// cleanKubeRules removes what the kubelet (KUBE-FIREWALL, KUBE-KUBELET-CANARY) and kube-router (its ACCEPT rules
+// in the built-in chains) leave in iptables after they stop.
+func cleanKubeRules(ctx context.Context) {
+	for _, table := range []string{"filter", "nat", "mangle"} {
+		out, err := output(ctx, "iptables", "-t", table, "-S")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "-A ") && (strings.Contains(line, "KUBE-ROUTER") || strings.Contains(line, "-j KUBE-FIREWALL") || strings.Contains(line, "-j KUBE-KUBELET-CANARY")) {
+				_ = run(ctx, "iptables", append([]string{"-t", table, "-D"}, splitRule(strings.TrimPrefix(line, "-A "))...)...)
+			}
+		}
+		for _, chain := range []string{"KUBE-FIREWALL", "KUBE-KUBELET-CANARY"} {
+			if run(ctx, "iptables", "-t", table, "-F", chain) == nil {
+				_ = run(ctx, "iptables", "-t", table, "-X", chain)
+			}
+		}
+	}
+}
+
+// splitRule splits an iptables -S line into arguments, keeping double-quoted comments whole.
+func splitRule(line string) []string {
+	var args []string
+	var cur strings.Builder
+	quoted, has := false, false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == '\\' && quoted && i+1 < len(line):
+			i++
+			cur.WriteByte(line[i])
+		case c == '"':
+			quoted, has = !quoted, true
+		case c == ' ' && !quoted:
+			if cur.Len() > 0 || has {
+				args = append(args, cur.String())
+				cur.Reset()
+				has = false
+			}
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	if cur.Len() > 0 || has {
+		args = append(args, cur.String())
+	}
+	return args
 }
