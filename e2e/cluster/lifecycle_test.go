@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,9 +56,7 @@ var _ = Describe("A tenant's whole life on a real cluster", Label("cluster"), Or
 	}
 
 	BeforeAll(func(ctx SpecContext) {
-		suffix := make([]byte, 3)
-		_, _ = rand.Read(suffix)
-		name = "custos-e2e-" + time.Now().UTC().Format("0102-1504") + "-" + hex.EncodeToString(suffix)
+		name = "custos-e2e-" + time.Now().UTC().Format("0102-1504") + "-" + randomSuffix()
 		end = time.Now().Add(cfg.contractEndAfter).Truncate(time.Second)
 		tenant = &custosv1alpha1.Tenant{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"custos.io/e2e": "cluster"}},

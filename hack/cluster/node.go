@@ -414,16 +414,10 @@ func unmountUnder(dir string) {
 }
 
 func cleanBridgeNAT(ctx context.Context) {
-	out, err := output(ctx, "iptables", "-t", "nat", "-S", "POSTROUTING")
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(line, "-A POSTROUTING") && strings.Contains(line, "10.244.") {
-			_ = run(ctx, "iptables", append([]string{"-t", "nat", "-D"}, splitRule(strings.TrimPrefix(line, "-A "))...)...)
-		}
-	}
-	out, err = output(ctx, "iptables", "-t", "nat", "-S")
+	deleteRules(ctx, "nat", func(line string) bool {
+		return strings.HasPrefix(line, "-A POSTROUTING") && strings.Contains(line, "10.244.")
+	})
+	out, err := output(ctx, "iptables", "-t", "nat", "-S")
 	if err != nil {
 		return
 	}
@@ -431,6 +425,19 @@ func cleanBridgeNAT(ctx context.Context) {
 		if f := strings.Fields(line); len(f) == 2 && f[0] == "-N" && strings.HasPrefix(f[1], "CNI-") {
 			_ = run(ctx, "iptables", "-t", "nat", "-F", f[1])
 			_ = run(ctx, "iptables", "-t", "nat", "-X", f[1])
+		}
+	}
+}
+
+// deleteRules deletes every rule of table for which match holds (lines as iptables -S prints them).
+func deleteRules(ctx context.Context, table string, match func(line string) bool) {
+	out, err := output(ctx, "iptables", "-t", table, "-S")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "-A ") && match(line) {
+			_ = run(ctx, "iptables", append([]string{"-t", table, "-D"}, splitRule(strings.TrimPrefix(line, "-A "))...)...)
 		}
 	}
 }
@@ -467,15 +474,9 @@ func drainPods(ctx context.Context, e env, sock string) {
 // in the built-in chains) leave in iptables after they stop.
 func cleanKubeRules(ctx context.Context) {
 	for _, table := range []string{"filter", "nat", "mangle"} {
-		out, err := output(ctx, "iptables", "-t", table, "-S")
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(out, "\n") {
-			if strings.HasPrefix(line, "-A ") && (strings.Contains(line, "KUBE-ROUTER") || strings.Contains(line, "-j KUBE-FIREWALL") || strings.Contains(line, "-j KUBE-KUBELET-CANARY")) {
-				_ = run(ctx, "iptables", append([]string{"-t", table, "-D"}, splitRule(strings.TrimPrefix(line, "-A "))...)...)
-			}
-		}
+		deleteRules(ctx, table, func(line string) bool {
+			return strings.Contains(line, "KUBE-ROUTER") || strings.Contains(line, "-j KUBE-FIREWALL") || strings.Contains(line, "-j KUBE-KUBELET-CANARY")
+		})
 		for _, chain := range []string{"KUBE-FIREWALL", "KUBE-KUBELET-CANARY"} {
 			if run(ctx, "iptables", "-t", table, "-F", chain) == nil {
 				_ = run(ctx, "iptables", "-t", table, "-X", chain)
