@@ -30,8 +30,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -125,7 +123,7 @@ func run(keep, fetch bool, ginkgoArgs []string) (code int, err error) {
 		return 1, err
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfig(cp, kubeconfig); err != nil {
+	if err := testharness.WriteKubeconfig(kubeconfig, "custos-local", cp.Config); err != nil {
 		return 1, err
 	}
 	pg, err := testharness.StartPostgres(ctx)
@@ -278,14 +276,4 @@ func finalizeNamespaces(ctx context.Context, c client.Client) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-func writeKubeconfig(cp *testharness.ControlPlane, path string) error {
-	cfg := cp.Config
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["custos-local"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["custos-local"] = &clientcmdapi.Context{Cluster: "custos-local", AuthInfo: "admin"}
-	kc.CurrentContext = "custos-local"
-	return clientcmd.WriteToFile(*kc, path)
 }

@@ -18,8 +18,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -173,7 +171,7 @@ func (d *demo) setup(ctx context.Context) error {
 		return fmt.Errorf("installing config/admission: %w", err)
 	}
 	d.kubeconfig = filepath.Join(d.dir, "kubeconfig")
-	if err := writeKubeconfig(d.cp, d.kubeconfig); err != nil {
+	if err := testharness.WriteKubeconfig(d.kubeconfig, "custos-demo", d.cp.Config); err != nil {
 		return err
 	}
 	d.say("kube-apiserver + etcd up with custos' CRDs and its admission policy (%s)", time.Since(t0).Round(100*time.Millisecond))
@@ -308,16 +306,6 @@ func (d *demo) cli(ctx context.Context) (string, error) {
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
-}
-
-func writeKubeconfig(cp *testharness.ControlPlane, path string) error {
-	cfg := cp.Config
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["custos-demo"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["custos-demo"] = &clientcmdapi.Context{Cluster: "custos-demo", AuthInfo: "admin"}
-	kc.CurrentContext = "custos-demo"
-	return clientcmd.WriteToFile(*kc, path)
 }
 
 // kubectl runs bin/kubectl against the demo's API server, printing the command and its output.
