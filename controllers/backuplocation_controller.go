@@ -51,7 +51,10 @@ func (r *BackupLocationReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if ok {
 		msg = fmt.Sprintf("%s answers and is writable (%s, jurisdiction %s)", b.display, b.kind, bl.Spec.Jurisdiction)
 		if b.kind == "s3" {
-			msg = fmt.Sprintf("%s answers (jurisdiction %s); S3 credentials are checked by the first repository created there", b.display, bl.Spec.Jurisdiction)
+			msg = fmt.Sprintf("%s answers and its bucket accepts the credentials (jurisdiction %s)", b.display, bl.Spec.Jurisdiction)
+			if !b.hasS3Keys() {
+				msg = fmt.Sprintf("%s answers (jurisdiction %s); the Secret holds no S3 access keys, so the bucket was not checked", b.display, bl.Spec.Jurisdiction)
+			}
 		}
 		now := metav1.NewTime(r.Clock.Now())
 		bl.Status.LastCheckedAt = &now

@@ -123,7 +123,8 @@ type Location struct {
 	// Identifier names exactly what was destroyed: database name and OID, namespace name and UID, Secret
 	// namespace/name and UID, repository id and URL without credentials.
 	Identifier string `json:"identifier"`
-	// Location is the DatabaseServer or BackupLocation it lived on (empty for Kubernetes objects).
+	// Location is the status.exit.destroyed entry's name: the BackupLocation for a repository, the database's or
+	// role's name for a database or role, namespace/name for a Secret, the namespace's name for a namespace.
 	Location     string `json:"location,omitempty"`
 	Jurisdiction string `json:"jurisdiction,omitempty"`
 	// Method is the NIST SP 800-88 category: Clear or Purge.
