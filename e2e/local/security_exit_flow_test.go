@@ -41,6 +41,9 @@ var _ = Describe("Exit flow safeguards", Ordered, ContinueOnFailure, Label("inte
 
 	BeforeAll(func(ctx SpecContext) {
 		exportDir = filepath.Join(GinkgoT().TempDir(), "exports")
+		// Made before the manager starts, so that it is removed after the manager has stopped (cleanups run last
+		// first): a restic still writing into it would make the removal fail.
+		primaryDir := filepath.Join(GinkgoT().TempDir(), "primary")
 		Expect(os.MkdirAll(exportDir, 0o700)).To(Succeed())
 		nsCtx, stopNS := context.WithCancel(context.Background())
 		go finalizeNamespaces(nsCtx)
@@ -48,7 +51,7 @@ var _ = Describe("Exit flow safeguards", Ordered, ContinueOnFailure, Label("inte
 		mgr = startManager(func(o *controllers.Options) { o.ExportDir = exportDir })
 		DeferCleanup(func() { mgr.stop() })
 		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: locName},
-			Spec: custosv1alpha1.BackupLocationSpec{URL: filepath.Join(GinkgoT().TempDir(), "primary"), Jurisdiction: "NL"}})
+			Spec: custosv1alpha1.BackupLocationSpec{URL: primaryDir, Jurisdiction: "NL"}})
 		for name, grace := range map[string]string{policyNow: "0s", policyHour: "1h"} {
 			p := &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: custosv1alpha1.RetentionPolicySpec{
 				Primary: custosv1alpha1.ObjectReference{Name: locName}, KeepWithin: "30d", MaxSnapshotAge: "26h",
@@ -74,7 +77,7 @@ var _ = Describe("Exit flow safeguards", Ordered, ContinueOnFailure, Label("inte
 		t.Spec.Database.ServerRef.Name = serverName
 		t.Spec.Exit = exit
 		Expect(k8s.Create(ctx, t)).To(Succeed())
-		expectReady(ctx, t)
+		// Registered before the wait for Ready, so that a tenant that never gets there is reported too.
 		DeferCleanup(func() {
 			if CurrentSpecReport().Failed() {
 				var now custosv1alpha1.Tenant
@@ -84,6 +87,7 @@ var _ = Describe("Exit flow safeguards", Ordered, ContinueOnFailure, Label("inte
 				}
 			}
 		})
+		expectReady(ctx, t)
 		return t
 	}
 	withPatients := func(ctx context.Context, t *custosv1alpha1.Tenant) {

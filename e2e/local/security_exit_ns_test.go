@@ -239,6 +239,9 @@ var _ = Describe("Exit: only what provisioning proved the tenant's", Ordered, La
 
 	BeforeAll(func(ctx SpecContext) {
 		exportDir = filepath.Join(GinkgoT().TempDir(), "exports")
+		// Made before the manager starts, so that it is removed after the manager has stopped (cleanups run last
+		// first): a restic still writing into it would make the removal fail.
+		primaryDir := filepath.Join(GinkgoT().TempDir(), "primary")
 		Expect(os.MkdirAll(exportDir, 0o700)).To(Succeed())
 		nsCtx, stopNS := context.WithCancel(context.Background())
 		go playNamespaceController(nsCtx)
@@ -246,7 +249,7 @@ var _ = Describe("Exit: only what provisioning proved the tenant's", Ordered, La
 		mgr := startManager(func(o *controllers.Options) { o.ExportDir = exportDir; o.NamespaceStuckAfter = 2 * time.Second })
 		DeferCleanup(func() { mgr.stop() })
 		ensureObject(ctx, &custosv1alpha1.BackupLocation{ObjectMeta: metav1.ObjectMeta{Name: location},
-			Spec: custosv1alpha1.BackupLocationSpec{URL: filepath.Join(GinkgoT().TempDir(), "primary"), Jurisdiction: "NL"}})
+			Spec: custosv1alpha1.BackupLocationSpec{URL: primaryDir, Jurisdiction: "NL"}})
 		yearly := custosv1alpha1.Schedule{Cron: "0 3 1 1 *", TimeZone: "UTC"}
 		ensureObject(ctx, &custosv1alpha1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Name: policy}, Spec: custosv1alpha1.RetentionPolicySpec{
 			Primary: custosv1alpha1.ObjectReference{Name: location}, Schedule: yearly, CopySchedule: yearly, ExpirySchedule: yearly,
