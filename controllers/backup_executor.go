@@ -61,6 +61,9 @@ func (e *errObjectsTooLarge) Error() string {
 		"no snapshot is taken; remove large ConfigMaps or Secrets from the tenant's namespaces, or raise the limit", e.limit, e.at)
 }
 
+// errLostHeld is an expiry stopped because the tenant's database is missing: nothing was forgotten.
+var errLostHeld = errors.New("the tenant's database is missing (see DatabaseReady): no snapshot expires until a person accepts the loss; nothing was forgotten")
+
 // errHeld is an expiry stopped by a legal hold: nothing was forgotten.
 type errHeld struct{ reason string }
 
@@ -176,6 +179,10 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 	if sp.Kind == custosv1alpha1.TaskExpiry && lifecycle.HoldActive(env.tenant.Spec.LegalHold, e.Clock.Now()) {
 		return nil, &errHeld{env.tenant.Spec.LegalHold.Reason}
 	}
+	if sp.Kind != custosv1alpha1.TaskCheck && env.tenant.DatabaseLost() {
+		// Submitted before the loss was recorded and started after: held back as the controller would have.
+		return nil, errLostHeld
+	}
 	for _, loc := range touched {
 		b, ok := env.backends[loc]
 		if !ok {
@@ -277,6 +284,11 @@ func (e *BackupExecutor) notHeld(ctx context.Context, tenant string) error {
 	}
 	if lifecycle.HoldActive(t.Spec.LegalHold, e.Clock.Now()) {
 		return &errHeld{t.Spec.LegalHold.Reason}
+	}
+	if t.DatabaseLost() {
+		// Recorded after this task was submitted (or while it listed the snapshots): the snapshots of the lost
+		// database stay until a person accepts the loss, whatever was due before.
+		return errLostHeld
 	}
 	return nil
 }

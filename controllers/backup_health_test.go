@@ -119,6 +119,7 @@ var _ = Describe("Backup decisions", func() {
 		func(err error, reason string) { Expect(errorReason(err)).To(Equal(reason)) },
 		Entry("objects over the limit", fmt.Errorf("snapshot: %w", &errObjectsTooLarge{limit: 1, at: "ns/x"}), custosv1alpha1.ReasonObjectsTooLarge),
 		Entry("stopped by a legal hold", fmt.Errorf("expiry: %w", &errHeld{reason: "court order"}), custosv1alpha1.ReasonLegalHoldActive),
+		Entry("held back for a lost database", fmt.Errorf("expiry: %w", errLostHeld), custosv1alpha1.ReasonDatabaseMissing),
 		Entry("a Secret that is not bound", &errSecretNotBound{msg: "not bound"}, custosv1alpha1.ReasonSecretNotBound),
 		Entry("a missing Secret", &errSecret{msg: "missing"}, custosv1alpha1.ReasonSecretMissing),
 		Entry("anything else", fmt.Errorf("exit status 1"), custosv1alpha1.ReasonTaskFailed),

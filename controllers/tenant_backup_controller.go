@@ -321,6 +321,11 @@ func (r *TenantBackupReconciler) collect(ctx context.Context, s *backupScope) {
 				r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonLegalHoldActive, "Expiry", "expiry at %s stopped: %s", task.Location, res.Err)
 				continue
 			}
+			if errors.Is(res.Err, errLostHeld) {
+				// Held back because the database went missing after it was submitted: not answered either, so it
+				// is asked for again once a person accepts the loss (stopForLostDatabase says why meanwhile).
+				continue
+			}
 			if res.Err == nil {
 				if err := r.succeeded(ctx, s, task, res); err != nil {
 					// The task is done only once its audit entry is written: keep it and its result, and record
@@ -444,6 +449,9 @@ func errorReason(err error) string {
 	var held *errHeld
 	if errors.As(err, &held) {
 		return custosv1alpha1.ReasonLegalHoldActive
+	}
+	if errors.Is(err, errLostHeld) {
+		return custosv1alpha1.ReasonDatabaseMissing
 	}
 	var re *restic.Error
 	if errors.As(err, &re) {
