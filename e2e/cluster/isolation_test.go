@@ -121,19 +121,7 @@ var _ = Describe("Tenant isolation and suspension on a real cluster", Label("clu
 	)
 
 	newTenant := func(ctx context.Context, name string) *custosv1alpha1.Tenant {
-		t := &custosv1alpha1.Tenant{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"custos.io/e2e": "cluster"}},
-			Spec: custosv1alpha1.TenantSpec{
-				DisplayName:        "custos e2e/cluster isolation " + name,
-				DataController:     custosv1alpha1.DataController{Name: "custos e2e", Contact: "whoever ran make test-cluster"},
-				Contract:           custosv1alpha1.Contract{ID: "E2E-" + name, Start: metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second))},
-				RetentionPolicyRef: custosv1alpha1.ObjectReference{Name: cfg.policy},
-				Namespaces:         custosv1alpha1.TenantNamespaces{Count: ptr.To[int32](1)},
-				Quota:              &custosv1alpha1.TenantQuota{Hard: corev1.ResourceList{corev1.ResourcePods: mustQuantity("20")}},
-				Database:           custosv1alpha1.TenantDatabase{ServerRef: custosv1alpha1.ObjectReference{Name: cfg.server}},
-				Exit:               custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred},
-			},
-		}
+		t := e2eTenant(name, "isolation")
 		Expect(k8s.Create(ctx, t)).To(Succeed())
 		return t
 	}

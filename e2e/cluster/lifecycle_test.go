@@ -37,40 +37,14 @@ var _ = Describe("A tenant's whole life on a real cluster", Label("cluster"), Or
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, t)).To(Succeed())
 		return t
 	}
-	// describe is what a timeout reports about the tenant: phase, conditions, the exit's step.
-	describe := func(t *custosv1alpha1.Tenant) string {
-		var b strings.Builder
-		fmt.Fprintf(&b, "Tenant %s phase %q", t.Name, t.Status.Phase)
-		for _, c := range t.Status.Conditions {
-			fmt.Fprintf(&b, "; %s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message)
-		}
-		if ex := t.Status.Exit; ex != nil && ex.Step != nil && ex.Step.LastError != "" {
-			fmt.Fprintf(&b, "; exit step %s: %s", ex.Step.Action, ex.Step.LastError)
-		}
-		for _, lb := range t.Status.Backups {
-			if lb.LastError != "" {
-				fmt.Fprintf(&b, "; backups at %s: %s", lb.Location, lb.LastError)
-			}
-		}
-		return b.String()
-	}
-
 	BeforeAll(func(ctx SpecContext) {
 		name = "custos-e2e-" + time.Now().UTC().Format("0102-1504") + "-" + randomSuffix()
 		end = time.Now().Add(cfg.contractEndAfter).Truncate(time.Second)
-		tenant = &custosv1alpha1.Tenant{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"custos.io/e2e": "cluster"}},
-			Spec: custosv1alpha1.TenantSpec{
-				DisplayName:        "custos e2e/cluster " + name,
-				DataController:     custosv1alpha1.DataController{Name: "custos e2e", Contact: "whoever ran make test-cluster"},
-				Contract:           custosv1alpha1.Contract{ID: "E2E-" + name, Start: metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second)), End: &metav1.Time{Time: end}},
-				RetentionPolicyRef: custosv1alpha1.ObjectReference{Name: cfg.policy},
-				Namespaces:         custosv1alpha1.TenantNamespaces{Count: ptr.To[int32](2)},
-				Quota:              &custosv1alpha1.TenantQuota{Hard: corev1.ResourceList{corev1.ResourcePods: mustQuantity("10")}},
-				Database:           custosv1alpha1.TenantDatabase{ServerRef: custosv1alpha1.ObjectReference{Name: cfg.server}},
-				Exit:               custosv1alpha1.TenantExit{DataReturn: cfg.dataReturn, Backups: cfg.backups},
-			},
-		}
+		tenant = e2eTenant(name, "lifecycle")
+		tenant.Spec.Contract.End = &metav1.Time{Time: end}
+		tenant.Spec.Namespaces.Count = ptr.To[int32](2)
+		tenant.Spec.Quota.Hard = corev1.ResourceList{corev1.ResourcePods: mustQuantity("10")}
+		tenant.Spec.Exit = custosv1alpha1.TenantExit{DataReturn: cfg.dataReturn, Backups: cfg.backups}
 		By(fmt.Sprintf("creating Tenant %s: DatabaseServer %s, RetentionPolicy %s, contract end %s (in %s), exit %s + %s",
 			name, cfg.server, cfg.policy, end.UTC().Format(time.RFC3339), cfg.contractEndAfter, cfg.dataReturn, cfg.backups))
 		Expect(k8s.Create(ctx, tenant)).To(Succeed())

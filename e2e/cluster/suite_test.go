@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -201,6 +202,45 @@ func run(ctx context.Context, args ...string) (string, error) {
 }
 
 func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }
+
+// e2eTenant is a Tenant of this suite, not yet created: the platform's DatabaseServer and RetentionPolicy, one
+// namespace with room for 20 pods, a contract that started an hour ago and has no end, exit None + Shred, and the
+// label custos.io/e2e=cluster that says where it came from. purpose goes into its display name.
+func e2eTenant(name, purpose string) *custosv1alpha1.Tenant {
+	return &custosv1alpha1.Tenant{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"custos.io/e2e": "cluster"}},
+		Spec: custosv1alpha1.TenantSpec{
+			DisplayName:        "custos e2e/cluster " + purpose + " " + name,
+			DataController:     custosv1alpha1.DataController{Name: "custos e2e", Contact: "whoever ran make test-cluster"},
+			Contract:           custosv1alpha1.Contract{ID: "E2E-" + name, Start: metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second))},
+			RetentionPolicyRef: custosv1alpha1.ObjectReference{Name: cfg.policy},
+			Namespaces:         custosv1alpha1.TenantNamespaces{Count: ptr.To[int32](1)},
+			Quota:              &custosv1alpha1.TenantQuota{Hard: corev1.ResourceList{corev1.ResourcePods: mustQuantity("20")}},
+			Database:           custosv1alpha1.TenantDatabase{ServerRef: custosv1alpha1.ObjectReference{Name: cfg.server}},
+			Exit:               custosv1alpha1.TenantExit{DataReturn: custosv1alpha1.DataReturnNone, Backups: custosv1alpha1.BackupDisposalShred},
+		},
+	}
+}
+
+// describe is what a timeout reports about a tenant: phase, conditions, the exit's step, backup errors.
+func describe(t *custosv1alpha1.Tenant) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Tenant %s phase %q", t.Name, t.Status.Phase)
+	for _, c := range t.Status.Conditions {
+		fmt.Fprintf(&b, "; %s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message)
+	}
+	if ex := t.Status.Exit; ex != nil && ex.Step != nil && ex.Step.LastError != "" {
+		fmt.Fprintf(&b, "; exit step %s: %s", ex.Step.Action, ex.Step.LastError)
+	}
+	for _, lb := range t.Status.Backups {
+		fmt.Fprintf(&b, "; backups at %s: %d snapshot(s), newest %v", lb.Location, lb.Snapshots, lb.Newest)
+		if lb.LastError != "" {
+			fmt.Fprintf(&b, ", error %s", lb.LastError)
+		}
+	}
+	fmt.Fprintf(&b, "; %d task(s) running", len(t.Status.Tasks))
+	return b.String()
+}
 
 func mustYAML(o any) []byte {
 	GinkgoHelper()
