@@ -176,12 +176,9 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 	if env.retired[sp.Location] && sp.Kind != custosv1alpha1.TaskExpiry {
 		return nil, fmt.Errorf("location %q is no longer in the tenant's RetentionPolicy: only its expiry runs there", sp.Location)
 	}
-	if sp.Kind == custosv1alpha1.TaskExpiry && lifecycle.HoldActive(env.tenant.Spec.LegalHold, e.Clock.Now()) {
-		return nil, &errHeld{env.tenant.Spec.LegalHold.Reason}
-	}
-	if sp.Kind != custosv1alpha1.TaskCheck && env.tenant.DatabaseLost() {
-		// Submitted before the loss was recorded and started after: held back as the controller would have.
-		return nil, errLostHeld
+	if err := e.heldBack(env.tenant, sp.Kind); err != nil {
+		// Submitted before the hold or the loss was recorded and started after: held back as the controller would.
+		return nil, err
 	}
 	for _, loc := range touched {
 		b, ok := env.backends[loc]
@@ -275,19 +272,25 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 	return json.Marshal(out)
 }
 
-// notHeld re-reads the tenant right before an expiry forgets anything: a legal hold set since the task started
-// stops it with nothing forgotten.
+// notHeld re-reads the tenant right before an expiry forgets anything: a legal hold set (or the tenant's database
+// found missing) since the task started stops it with nothing forgotten.
 func (e *BackupExecutor) notHeld(ctx context.Context, tenant string) error {
 	var t custosv1alpha1.Tenant
 	if err := e.Reader.Get(ctx, client.ObjectKey{Name: tenant}, &t); err != nil {
 		return err
 	}
-	if lifecycle.HoldActive(t.Spec.LegalHold, e.Clock.Now()) {
+	// Read again after the expiry listed its snapshots: a hold or a loss recorded meanwhile still stops it.
+	return e.heldBack(&t, custosv1alpha1.TaskExpiry)
+}
+
+// heldBack says why a task of this kind must not run for the tenant now: an expiry under a legal hold, or any task
+// but the integrity check while the tenant's database is missing (its snapshots stay until a person accepts the
+// loss).
+func (e *BackupExecutor) heldBack(t *custosv1alpha1.Tenant, kind custosv1alpha1.TaskKind) error {
+	if kind == custosv1alpha1.TaskExpiry && lifecycle.HoldActive(t.Spec.LegalHold, e.Clock.Now()) {
 		return &errHeld{t.Spec.LegalHold.Reason}
 	}
-	if t.DatabaseLost() {
-		// Recorded after this task was submitted (or while it listed the snapshots): the snapshots of the lost
-		// database stay until a person accepts the loss, whatever was due before.
+	if kind != custosv1alpha1.TaskCheck && t.DatabaseLost() {
 		return errLostHeld
 	}
 	return nil
