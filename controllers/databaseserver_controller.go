@@ -36,12 +36,17 @@ type DatabaseServerReconciler struct {
 	Recheck, RetryAfter time.Duration
 	// Pools holds one administrative connection pool per DatabaseServer.
 	Pools *postgres.Pools
+	// PgDump is the pg_dump that backups and exports run (Programs.PgDump): its major version must be at least
+	// each server's. Empty: custos runs no pg_dump, and only the server's version is checked.
+	PgDump string
 }
 
 // +kubebuilder:rbac:groups=custos.io,resources=databaseservers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=custos.io,resources=databaseservers/status,verbs=get;update;patch
 
-// Reconcile connects to the server with the admin Secret and records Ready, its reason and the server version.
+// Reconcile connects to the server with the admin Secret and records Ready, its reason and the server version. A
+// server whose version custos is not tested against, or that the manager's pg_dump cannot dump, is not Ready
+// (reason UnsupportedVersion); its version is recorded all the same.
 func (r *DatabaseServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var s custosv1alpha1.DatabaseServer
 	if err := r.Client.Get(ctx, req.NamespacedName, &s); err != nil {
@@ -54,15 +59,16 @@ func (r *DatabaseServerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	logger := log.FromContext(ctx).WithValues("databaseServer", s.Name)
 
 	ok, reason, msg, version := r.check(ctx, &s)
-	if ok {
+	if version != "" {
+		// The server answered (an unsupported one too).
 		now := metav1.NewTime(r.Clock.Now())
 		s.Status.LastCheckedAt = &now
 		s.Status.Version = version
 	}
 	s.Status.ObservedGeneration = s.Generation
-	wasReady := meta.IsStatusConditionTrue(base.Status.Conditions, custosv1alpha1.ConditionReady)
+	was := meta.FindStatusCondition(base.Status.Conditions, custosv1alpha1.ConditionReady)
 	conditions.Set(&s.Status.Conditions, s.Generation, custosv1alpha1.ConditionReady, ok, reason, msg)
-	if ok != wasReady || len(base.Status.Conditions) == 0 {
+	if was == nil || (was.Status == metav1.ConditionTrue) != ok || was.Reason != reason {
 		typ := corev1.EventTypeNormal
 		if !ok {
 			typ = corev1.EventTypeWarning
@@ -79,6 +85,7 @@ func (r *DatabaseServerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	return ctrl.Result{RequeueAfter: r.Recheck}, nil
 }
 
+// check connects and reads the server's version; version is empty when the server did not answer.
 func (r *DatabaseServerReconciler) check(ctx context.Context, s *custosv1alpha1.DatabaseServer) (ok bool, reason, msg, version string) {
 	cfg, err := adminConfig(ctx, r.APIReader, r.Namespace, s)
 	var secErr *errSecret
@@ -103,14 +110,26 @@ func (r *DatabaseServerReconciler) check(ctx context.Context, s *custosv1alpha1.
 		return false, reason, fmt.Sprintf("cannot connect to %s:%d as %s: %s", cfg.Host, cfg.Port, cfg.User, err), ""
 	}
 	defer func() { _ = srv.Close(ctx) }()
-	version, err = srv.Version(cctx)
+	version, num, err := srv.ServerVersion(cctx)
 	if err != nil {
 		return false, custosv1alpha1.ReasonUnreachable, err.Error(), ""
 	}
 	if n, err := srv.CountTenantDatabases(cctx); err == nil {
 		s.Status.Tenants = int32(n)
 	}
-	return true, custosv1alpha1.ReasonReconciled, fmt.Sprintf("connected to PostgreSQL %s at %s:%d", version, cfg.Host, cfg.Port), version
+	dumpMajor := 0
+	if r.PgDump != "" {
+		if dumpMajor, err = postgres.PgDumpMajor(cctx, r.PgDump); err != nil {
+			return false, custosv1alpha1.ReasonUnsupportedVersion, fmt.Sprintf(
+				"cannot tell whether the manager's pg_dump can dump PostgreSQL %s at %s:%d (pg_dump refuses a server newer than itself): %s; give the manager a working pg_dump (flag --pg-dump; chart: extraArgs)",
+				postgres.FormatVersionNum(num), cfg.Host, cfg.Port, err), version
+		}
+	}
+	if err := postgres.SupportedVersion(num, dumpMajor); err != nil {
+		return false, custosv1alpha1.ReasonUnsupportedVersion, fmt.Sprintf("%s (server %s:%d)", err, cfg.Host, cfg.Port), version
+	}
+	return true, custosv1alpha1.ReasonReconciled, fmt.Sprintf("connected to PostgreSQL %s at %s:%d, within the range custos is tested against (%s)",
+		version, cfg.Host, cfg.Port, postgres.TestedRange()), version
 }
 
 // SetupWithManager registers the reconciler.

@@ -167,6 +167,15 @@ const (
 	ReasonBucketMissing = "BucketMissing"
 )
 
+// Condition reasons of a DatabaseServer (Ready), besides Unreachable, AuthenticationFailed, TLSFailed,
+// SecretMissing and SecretNotBound.
+const (
+	// ReasonUnsupportedVersion: the server's major version is outside the range custos is tested against
+	// (postgres.MinServerMajor to MaxServerMajor), or the manager's pg_dump is older than the server (or cannot be
+	// run to tell).
+	ReasonUnsupportedVersion = "UnsupportedVersion"
+)
+
 // Condition reasons of a DestructionCertificate (Verified).
 const (
 	ReasonSignatureValid   = "SignatureValid"

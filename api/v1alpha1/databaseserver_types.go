@@ -69,14 +69,17 @@ type DatabaseServerStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready (reachable and the admin credentials authenticate; privileges are not checked yet).
+	// conditions: Ready (reachable, the admin credentials authenticate, and the version is supported; privileges
+	// are not checked yet). A server whose major version is outside the range custos is tested against (15), or
+	// that the manager's pg_dump is too old to dump, is not Ready with reason UnsupportedVersion.
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=32
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// version is the server's server_version.
+	// version is the server's server_version (e.g. "15.18 (Debian 15.18-0+deb12u1)"), recorded whenever the
+	// server answers, an unsupported one too.
 	// +optional
 	Version string `json:"version,omitempty"`
 
