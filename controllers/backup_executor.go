@@ -104,6 +104,8 @@ type locationSummary struct {
 	Snapshots    int       `json:"snapshots"`
 	Oldest       time.Time `json:"oldest"`
 	Newest       time.Time `json:"newest"`
+	// ListedAt is when the snapshots were listed (before the listing started).
+	ListedAt time.Time `json:"listedAt,omitempty"`
 }
 
 // taskOutput is a task's result as JSON (a Job runner would read it back from the Job).
@@ -259,6 +261,7 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 		return nil, fmt.Errorf("unknown task kind %q", sp.Kind)
 	}
 	for _, loc := range touched {
+		listed := e.Clock.Now()
 		sum, _, err := backup.Summarize(ctx, env.repos[loc], env.tenant.Name)
 		if err != nil {
 			return nil, fmt.Errorf("listing snapshots at %s: %w", loc, err)
@@ -267,7 +270,7 @@ func (e *BackupExecutor) Execute(ctx context.Context, sp runner.Spec) ([]byte, e
 		if err != nil {
 			return nil, err
 		}
-		out.Locations[loc] = locationSummary{RepositoryID: id, Snapshots: sum.Count, Oldest: sum.Oldest, Newest: sum.Newest}
+		out.Locations[loc] = locationSummary{RepositoryID: id, Snapshots: sum.Count, Oldest: sum.Oldest, Newest: sum.Newest, ListedAt: listed}
 	}
 	return json.Marshal(out)
 }
@@ -342,7 +345,7 @@ func (e *BackupExecutor) load(ctx context.Context, sp runner.Spec) (*taskEnv, er
 		// Deleting is allowed anywhere: a retired location outside today's jurisdictions is still expired.
 		if !env.retired[loc] && !custosv1alpha1.JurisdictionAdmitted(p.Spec.AllowedJurisdictions, bl.Spec.Jurisdiction) {
 			_ = os.RemoveAll(dir)
-			return nil, &probeError{custosv1alpha1.ReasonJurisdictionRefused, fmt.Sprintf("%s is in %s, which the policy does not allow", loc, bl.Spec.Jurisdiction)}
+			return nil, &probeError{custosv1alpha1.ReasonJurisdictionNotAllowed, fmt.Sprintf("%s is in %s, which the policy does not allow", loc, bl.Spec.Jurisdiction)}
 		}
 		b, err := resolveBackend(ctx, e.Reader, e.Namespace, &bl, dir)
 		if err != nil {

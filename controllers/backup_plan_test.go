@@ -92,3 +92,52 @@ var _ = Describe("Backup plan", func() {
 		}
 	})
 })
+
+// A copy to the offsite lists the primary too, and can overlap the primary's expiry: whichever result is
+// collected last, the figures listed last stand.
+var _ = Describe("Repository figures of overlapping tasks", func() {
+	now := time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)
+	p := &custosv1alpha1.RetentionPolicy{Spec: custosv1alpha1.RetentionPolicySpec{ExpirySchedule: custosv1alpha1.Schedule{Cron: "@daily", TimeZone: "UTC"}}}
+	scope := func() *backupScope {
+		sc, err := parseSchedules(p)
+		Expect(err).NotTo(HaveOccurred())
+		t := &custosv1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: "kliniek"}}
+		return &backupScope{tenant: t, policy: p, scheds: sc, now: now, primary: "ams", offsite: "fra", keep: 30 * 24 * time.Hour}
+	}
+	old, recent := now.Add(-45*24*time.Hour), now.Add(-time.Hour)
+	// beforeForget: the copy listed the primary while the backdated snapshot was still there.
+	beforeForget := locationSummary{RepositoryID: "r", Snapshots: 6, Oldest: old, Newest: recent, ListedAt: now.Add(-time.Minute)}
+	// afterForget: the expiry listed it after forgetting the snapshot, 200 ms later.
+	afterForget := locationSummary{RepositoryID: "r", Snapshots: 4, Oldest: recent.Add(-time.Hour), Newest: recent, ListedAt: now.Add(-time.Minute + 200*time.Millisecond)}
+
+	It("keeps the expiry's figures when the copy's earlier listing is collected after them", func() {
+		s := scope()
+		applySummaries(s, map[string]locationSummary{"ams": afterForget})
+		applySummaries(s, map[string]locationSummary{"ams": beforeForget, "fra": {RepositoryID: "o", Snapshots: 2, Oldest: recent, Newest: recent, ListedAt: now}})
+		lb := s.tenant.LocationStatus("ams")
+		Expect(lb.Snapshots).To(Equal(int32(4)))
+		Expect(lb.Oldest.Time).To(Equal(afterForget.Oldest))
+		Expect(lb.ListedAt.Time).To(Equal(afterForget.ListedAt))
+		Expect(lb.GoneBy.Time).To(BeTemporally(">=", afterForget.Oldest.Add(30*24*time.Hour)))
+		Expect(s.tenant.LocationStatus("fra").Snapshots).To(Equal(int32(2)), "the other location's figures are applied")
+	})
+
+	It("applies figures in the order they were listed", func() {
+		s := scope()
+		applySummaries(s, map[string]locationSummary{"ams": beforeForget})
+		Expect(s.tenant.LocationStatus("ams").Oldest.Time).To(Equal(old))
+		applySummaries(s, map[string]locationSummary{"ams": afterForget})
+		lb := s.tenant.LocationStatus("ams")
+		Expect(lb.Snapshots).To(Equal(int32(4)))
+		Expect(lb.Oldest.Time).To(Equal(afterForget.Oldest))
+	})
+
+	It("applies the figures of an output without a listing time (written before it was recorded)", func() {
+		s := scope()
+		applySummaries(s, map[string]locationSummary{"ams": afterForget})
+		applySummaries(s, map[string]locationSummary{"ams": {RepositoryID: "r", Snapshots: 1, Oldest: recent, Newest: recent}})
+		lb := s.tenant.LocationStatus("ams")
+		Expect(lb.Snapshots).To(Equal(int32(1)))
+		Expect(lb.ListedAt).To(BeNil())
+	})
+})

@@ -41,7 +41,7 @@ func policyProblem(p *custosv1alpha1.RetentionPolicy, locations map[string]*cust
 			return false, custosv1alpha1.ReasonNotFound, fmt.Sprintf("the %s BackupLocation %q does not exist: nothing is backed up until it does", ref.role, ref.name)
 		}
 		if !custosv1alpha1.JurisdictionAdmitted(p.Spec.AllowedJurisdictions, bl.Spec.Jurisdiction) {
-			return false, custosv1alpha1.ReasonJurisdictionRefused, fmt.Sprintf("the %s BackupLocation %q is in %s, which allowedJurisdictions %v does not admit: nothing is stored there", ref.role, ref.name, bl.Spec.Jurisdiction, p.Spec.AllowedJurisdictions)
+			return false, custosv1alpha1.ReasonJurisdictionNotAllowed, fmt.Sprintf("the %s BackupLocation %q is in %s, which allowedJurisdictions %v does not admit: nothing is stored there", ref.role, ref.name, bl.Spec.Jurisdiction, p.Spec.AllowedJurisdictions)
 		}
 		places = append(places, fmt.Sprintf("%s %s (%s)", ref.role, ref.name, bl.Spec.Jurisdiction))
 	}

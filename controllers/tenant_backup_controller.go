@@ -466,6 +466,30 @@ func errorReason(err error) string {
 	return custosv1alpha1.ReasonTaskFailed
 }
 
+// applySummaries records what a task read from each repository it touched. Figures listed before the ones already
+// recorded are stale (the task overlapped one at that location that changed it) and are skipped.
+func applySummaries(s *backupScope, sums map[string]locationSummary) {
+	for loc, sum := range sums {
+		l := s.location(loc, roleOf(s, loc))
+		if l.ListedAt != nil && !sum.ListedAt.IsZero() && sum.ListedAt.Before(l.ListedAt.Time) {
+			continue
+		}
+		l.RepositoryID = sum.RepositoryID
+		l.Snapshots = int32(sum.Snapshots)
+		l.Oldest, l.Newest = timePtr(sum.Oldest), timePtr(sum.Newest)
+		l.ListedAt = nil
+		if !sum.ListedAt.IsZero() {
+			at := metav1.NewMicroTime(sum.ListedAt)
+			l.ListedAt = &at
+		}
+		l.GoneBy = nil
+		if sum.Snapshots > 0 {
+			gone := retention.GoneBy(sum.Oldest, s.keep, s.scheds.Expiry, retention.ScheduleKey(s.tenant.Name, retention.KindExpiry, loc))
+			l.GoneBy = timePtr(gone)
+		}
+	}
+}
+
 func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, task custosv1alpha1.BackupTask, res runner.Result) error {
 	t := s.tenant
 	var out taskOutput
@@ -474,17 +498,7 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 	}
 	lb := answered(s, task)
 	lb.LastError, lb.LastErrorReason = "", ""
-	for loc, sum := range out.Locations {
-		l := s.location(loc, roleOf(s, loc))
-		l.RepositoryID = sum.RepositoryID
-		l.Snapshots = int32(sum.Snapshots)
-		l.Oldest, l.Newest = timePtr(sum.Oldest), timePtr(sum.Newest)
-		l.GoneBy = nil
-		if sum.Snapshots > 0 {
-			gone := retention.GoneBy(sum.Oldest, s.keep, s.scheds.Expiry, retention.ScheduleKey(t.Name, retention.KindExpiry, loc))
-			l.GoneBy = timePtr(gone)
-		}
-	}
+	applySummaries(s, out.Locations)
 	duration := res.Finished.Sub(res.Started)
 	switch task.Kind {
 	case custosv1alpha1.TaskSnapshot:

@@ -223,7 +223,7 @@ func (r *TenantReconciler) resolve(ctx context.Context, s *tenantScope) error {
 		return err
 	}
 	if !custosv1alpha1.JurisdictionAdmitted(policy.Spec.AllowedJurisdictions, server.Spec.Jurisdiction) {
-		return r.refuse(s, custosv1alpha1.ReasonJurisdictionRefused, fmt.Sprintf(
+		return r.refuse(s, custosv1alpha1.ReasonJurisdictionNotAllowed, fmt.Sprintf(
 			"DatabaseServer %q is in %s, which RetentionPolicy %q does not allow (allowedJurisdictions: %v): use a server in an allowed jurisdiction; nothing is provisioned",
 			server.Name, server.Spec.Jurisdiction, policy.Name, policy.Spec.AllowedJurisdictions))
 	}

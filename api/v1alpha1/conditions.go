@@ -28,15 +28,15 @@ const (
 
 // Condition reasons, in CamelCase as metav1.Condition requires.
 const (
-	ReasonReconciled           = "Reconciled"
-	ReasonProgressing          = "Progressing"
-	ReasonNotFound             = "NotFound"
-	ReasonJurisdictionRefused  = "JurisdictionNotAllowed"
-	ReasonScheduleInvalid      = "ScheduleInvalid"
-	ReasonUnreachable          = "Unreachable"
-	ReasonAuthenticationFailed = "AuthenticationFailed"
-	ReasonTLSFailed            = "TLSFailed"
-	ReasonSecretMissing        = "SecretMissing"
+	ReasonReconciled             = "Reconciled"
+	ReasonProgressing            = "Progressing"
+	ReasonNotFound               = "NotFound"
+	ReasonJurisdictionNotAllowed = "JurisdictionNotAllowed"
+	ReasonScheduleInvalid        = "ScheduleInvalid"
+	ReasonUnreachable            = "Unreachable"
+	ReasonAuthenticationFailed   = "AuthenticationFailed"
+	ReasonTLSFailed              = "TLSFailed"
+	ReasonSecretMissing          = "SecretMissing"
 	// ReasonSecretNotBound: the credentials Secret does not name the object in its custos.io/credentials-for
 	// annotation, so custos does not send it.
 	ReasonSecretNotBound    = "SecretNotBound"

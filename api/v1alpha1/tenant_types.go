@@ -425,6 +425,11 @@ type LocationBackupStatus struct {
 	// expiry run.
 	// +optional
 	GoneBy *metav1.Time `json:"goneBy,omitempty"`
+	// listedAt is when snapshots, oldest, newest and goneBy were read from the repository. Tasks at two locations
+	// can overlap (a copy lists the primary while the primary's expiry forgets): figures a task read before
+	// these are older than them and are not applied.
+	// +optional
+	ListedAt *metav1.MicroTime `json:"listedAt,omitempty"`
 	// lastCopy is when a snapshot was last copied here (offsite locations).
 	// +optional
 	LastCopy *metav1.Time `json:"lastCopy,omitempty"`
@@ -455,7 +460,7 @@ type LocationBackupStatus struct {
 	LastError string `json:"lastError,omitempty"`
 	// lastErrorReason classifies lastError in one word, and is the BackupsHealthy reason it causes when no
 	// snapshot is too old: Unreachable, AuthenticationFailed, TLSFailed, NotWritable, SecretMissing,
-	// JurisdictionRefused (the location), WrongRepositoryPassword, RepositoryLocked, RepositoryNotFound,
+	// JurisdictionNotAllowed (the location), WrongRepositoryPassword, RepositoryLocked, RepositoryNotFound,
 	// PartialBackup, ResticFailed (restic's exit code), IntegrityCheckFailed, or TaskFailed (anything else).
 	// Cleared with lastError.
 	// +kubebuilder:validation:MaxLength=64

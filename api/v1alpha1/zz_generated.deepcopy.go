@@ -811,6 +811,10 @@ func (in *LocationBackupStatus) DeepCopyInto(out *LocationBackupStatus) {
 		in, out := &in.GoneBy, &out.GoneBy
 		*out = (*in).DeepCopy()
 	}
+	if in.ListedAt != nil {
+		in, out := &in.ListedAt, &out.ListedAt
+		*out = (*in).DeepCopy()
+	}
 	if in.LastCopy != nil {
 		in, out := &in.LastCopy, &out.LastCopy
 		*out = (*in).DeepCopy()

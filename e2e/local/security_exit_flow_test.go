@@ -337,7 +337,8 @@ var _ = Describe("Exit flow safeguards", Ordered, ContinueOnFailure, Label("inte
 			}
 			return err
 		}
-		Eventually(probe).Should(HaveOccurred(), "the policy is in force")
+		// The API server loads a new admission policy asynchronously: seconds on a loaded machine.
+		Eventually(probe).WithTimeout(time.Minute).WithPolling(200*time.Millisecond).Should(HaveOccurred(), "the policy is in force")
 
 		By("ending the contract: the certificate is written, its entry cannot be")
 		endContract(ctx, t, time.Now().Add(-time.Second))
@@ -352,7 +353,7 @@ var _ = Describe("Exit flow safeguards", Ordered, ContinueOnFailure, Label("inte
 
 		By("the trail is writable again: the entry is written once, and only then is the tenant Destroyed")
 		unblock()
-		Eventually(probe).Should(Succeed())
+		Eventually(probe).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
 		Eventually(phaseOf(ctx, t)).WithTimeout(time.Minute).Should(Equal(custosv1alpha1.TenantDestroyed))
 		var cms corev1.ConfigMapList
 		Expect(k8s.List(ctx, &cms, client.InNamespace(managerNamespace), client.MatchingLabels{"custos.io/audit-tenant": name})).To(Succeed())

@@ -10,7 +10,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/custos-io/custos/controllers"
 	"github.com/custos-io/custos/internal/testharness"
@@ -27,6 +29,14 @@ var (
 
 func TestLocal(t *testing.T) {
 	RegisterFailHandler(Fail)
+	// The suite runs the manager, kube-apiserver, etcd, PostgreSQL and restic on two cores beside other suites:
+	// Gomega's defaults (1 s, polling every 10 ms) read too early under that load and poll the API server hard.
+	// A spec that needs a tighter bound or a faster poll says so.
+	SetDefaultEventuallyTimeout(20 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	// The managers the specs start run in this process: their log goes with the spec that was running, and is
+	// printed when it fails.
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(false)))
 	RunSpecs(t, "Local integration suite (envtest + PostgreSQL + restic)")
 }
 

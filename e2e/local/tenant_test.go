@@ -405,7 +405,7 @@ var _ = Describe("Tenant provisioning", Ordered, Label("integration", "provision
 			t.Spec.Database.ServerRef.Name = "pg-us"
 			Expect(k8s.Create(ctx, t)).To(Succeed())
 			Eventually(condition(ctx, t, custosv1alpha1.ConditionReady)).WithTimeout(30 * time.Second).
-				Should(And(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonJurisdictionRefused),
+				Should(And(haveStatus(metav1.ConditionFalse, custosv1alpha1.ReasonJurisdictionNotAllowed),
 					HaveField("Message", ContainSubstring("is in US, which RetentionPolicy"))))
 			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: t.Spec.Namespaces.Names[0]}, &corev1.Namespace{}))).To(BeTrue())
 			admin, err := pgx.Connect(ctx, pg.URL("postgres"))
