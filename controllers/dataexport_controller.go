@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/audittrail"
 	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/evidence"
 	"github.com/custos-io/custos/internal/export"
@@ -49,7 +50,7 @@ type DataExportReconciler struct {
 	Clock     clock.PassiveClock
 	Runner    runner.Runner
 	Done      <-chan event.GenericEvent
-	Audit     *AuditLog
+	Audit     *audittrail.Store
 	RetryWait time.Duration
 }
 
@@ -273,7 +274,7 @@ func (r *DataExportReconciler) audit(ctx context.Context, t *custosv1alpha1.Tena
 	if r.Audit == nil {
 		return nil
 	}
-	detail[auditStepKey] = string(a) + "/" + detail["export"]
+	detail[audittrail.StepKey] = string(a) + "/" + detail["export"]
 	return r.Audit.Record(ctx, t, a, detail)
 }
 

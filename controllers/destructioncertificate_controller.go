@@ -14,6 +14,7 @@ import (
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/evidence"
+	"github.com/custos-io/custos/internal/signing"
 )
 
 // DestructionCertificateReconciler checks every certificate with the published key, as an auditor would, and
@@ -21,7 +22,7 @@ import (
 // by a key that is no longer the published one, shows up here.
 type DestructionCertificateReconciler struct {
 	Client client.Client
-	Keys   *SigningKeys
+	Keys   *signing.Keys
 }
 
 // +kubebuilder:rbac:groups=custos.io,resources=destructioncertificates/status,verbs=get;update;patch
@@ -56,7 +57,7 @@ func (r *DestructionCertificateReconciler) Reconcile(ctx context.Context, req ct
 	switch {
 	case kerr != nil:
 		conditions.Set(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonSignatureInvalid,
-			fmt.Sprintf("not signed by a key published in ConfigMap %s/%s: %v", r.Keys.Namespace, SigningKeyName, kerr))
+			fmt.Sprintf("not signed by a key published in ConfigMap %s/%s: %v", r.Keys.Namespace, signing.DefaultName, kerr))
 	case err != nil:
 		conditions.Set(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonSignatureInvalid,
 			fmt.Sprintf("the envelope does not verify with the published key %s: %v", pk.KeyID, err))
@@ -64,7 +65,7 @@ func (r *DestructionCertificateReconciler) Reconcile(ctx context.Context, req ct
 		conditions.Set(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, false, custosv1alpha1.ReasonInconsistent, conditions.Truncate(strings.Join(problems, "; "), 4000))
 	default:
 		conditions.Set(&c.Status.Conditions, c.Generation, custosv1alpha1.ConditionVerified, true, custosv1alpha1.ReasonSignatureValid,
-			fmt.Sprintf("signed by key %s (ConfigMap %s/%s), complete, and the fields shown agree with the signed payload", pk.KeyID, r.Keys.Namespace, SigningKeyName))
+			fmt.Sprintf("signed by key %s (ConfigMap %s/%s), complete, and the fields shown agree with the signed payload", pk.KeyID, r.Keys.Namespace, signing.DefaultName))
 	}
 	c.Status.ObservedGeneration = c.Generation
 	if equality.Semantic.DeepEqual(base.Status, c.Status) {

@@ -20,8 +20,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/audittrail"
 	"github.com/custos-io/custos/internal/postgres"
 	"github.com/custos-io/custos/internal/runner"
+	"github.com/custos-io/custos/internal/signing"
 )
 
 // Options configure the controllers.
@@ -51,7 +53,7 @@ type Options struct {
 	// Processor is the processor's name on certificates of destruction.
 	Processor string
 	// SigningKeySecret names the Secret (manager's namespace) with the certificate signing key; empty:
-	// SigningKeyName.
+	// signing.DefaultName.
 	SigningKeySecret string
 	// AuditSegmentBytes is the size at which an audit trail segment is closed; 0: 512 KiB (tests use less).
 	AuditSegmentBytes int
@@ -104,7 +106,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		opts.RetryAfter = 30 * time.Second
 	}
 	pools := &postgres.Pools{MaxConns: int32(opts.TenantConcurrency) + 1}
-	audit := &AuditLog{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Clock: opts.Clock, SegmentBytes: opts.AuditSegmentBytes}
+	audit := &audittrail.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Clock: opts.Clock, SegmentBytes: opts.AuditSegmentBytes}
 	if err := (&DatabaseServerReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-databaseserver"),
 		Clock: opts.Clock, Namespace: opts.Namespace, Recheck: 5 * time.Minute, RetryAfter: opts.RetryAfter, Pools: pools,
@@ -171,7 +173,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr, opts.TenantConcurrency); err != nil {
 		return err
 	}
-	keys := &SigningKeys{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, SecretName: opts.SigningKeySecret,
+	keys := &signing.Keys{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, SecretName: opts.SigningKeySecret,
 		AllowNew: opts.AllowNewSigningKey, Clock: opts.Clock}
 	if err := mgr.Add(keys); err != nil {
 		return err

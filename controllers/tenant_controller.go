@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/audittrail"
 	"github.com/custos-io/custos/internal/conditions"
 	"github.com/custos-io/custos/internal/evidence"
 	"github.com/custos-io/custos/internal/lifecycle"
@@ -58,7 +59,7 @@ type TenantReconciler struct {
 	// Pools holds one administrative connection pool per DatabaseServer.
 	Pools *postgres.Pools
 	// Audit records the provisioning on the tenant's audit trail.
-	Audit *AuditLog
+	Audit *audittrail.Store
 
 	// inDatabaseChecked remembers, per tenant UID, the generation and time of the last check inside the tenant
 	// database (schema ownership, extensions), which costs a connection: it is repeated on a spec change and
@@ -578,7 +579,7 @@ func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) e
 		// append is retried on the next reconcile, recorded once (its step key).
 		if err := r.Audit.Record(ctx, t, evidence.ActionProvisioned, map[string]string{"uid": string(t.UID), "database": name,
 			"oid": fmt.Sprint(res.OID), "server": s.server.Name, "namespaces": strings.Join(t.NamespaceNames(), ","), "contract": t.Spec.Contract.ID,
-			auditStepKey: string(evidence.ActionProvisioned) + "/" + string(t.UID)}); err != nil {
+			audittrail.StepKey: string(evidence.ActionProvisioned) + "/" + string(t.UID)}); err != nil {
 			return err
 		}
 	}

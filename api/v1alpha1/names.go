@@ -29,6 +29,18 @@ const (
 	// suspension keeps it and removes every other.
 	PolicyDefaultDeny = "custos-default-deny"
 
+	// LabelAuditTenant names the tenant on each segment ConfigMap of its audit trail (manager's namespace).
+	LabelAuditTenant = "custos.io/audit-tenant"
+	// LabelAuditSegment is a segment's number in its trail, from 0.
+	LabelAuditSegment = "custos.io/audit-segment"
+	// AuditEntriesKey is the key of a segment ConfigMap holding its entries, one JSON line each.
+	AuditEntriesKey = "entries.jsonl"
+	// SigningKeyName is the ConfigMap (manager's namespace) publishing every public key that signed certificates,
+	// and the default name of the Secret holding the private key.
+	SigningKeyName = "custos-signing-key"
+	// SigningPublicKeyFile is the current public key's entry (PEM) in the ConfigMap SigningKeyName.
+	SigningPublicKeyFile = "public.pem"
+
 	masterSecretPrefix  = "custos-db-"
 	repoKeySecretPrefix = "custos-repo-"
 )

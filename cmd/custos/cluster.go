@@ -22,16 +22,15 @@ import (
 	v1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 )
 
-// What the manager writes (controllers/audit.go, controllers/certificate.go); the CLI does not import the
-// controllers.
+// What the manager writes is named in api/v1alpha1 (names.go); the CLI does not import the controllers.
 const (
 	defaultNamespace  = "custos-system"
-	labelAuditTenant  = "custos.io/audit-tenant"
-	labelAuditSegment = "custos.io/audit-segment"
-	annotationUID     = "custos.io/tenant-uid"
-	auditDataKey      = "entries.jsonl"
-	signingKeyName    = "custos-signing-key"
-	signingKeyPublic  = "public.pem"
+	labelAuditTenant  = v1alpha1.LabelAuditTenant
+	labelAuditSegment = v1alpha1.LabelAuditSegment
+	annotationUID     = v1alpha1.AnnotationTenantUID
+	auditDataKey      = v1alpha1.AuditEntriesKey
+	signingKeyName    = v1alpha1.SigningKeyName
+	signingKeyPublic  = v1alpha1.SigningPublicKeyFile
 	requestTimeout    = 30 * time.Second
 )
 

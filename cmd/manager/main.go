@@ -18,6 +18,7 @@ import (
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/controllers"
+	"github.com/custos-io/custos/internal/signing"
 )
 
 var scheme = runtime.NewScheme()
@@ -62,7 +63,7 @@ func main() {
 	var exportDir, processor, signingKey string
 	flag.StringVar(&exportDir, "export-dir", "", "Directory (a mounted volume) for exit exports when the RetentionPolicy names no export.delivery.")
 	flag.StringVar(&processor, "processor", "", "The processor's name, as it appears on certificates of destruction.")
-	flag.StringVar(&signingKey, "signing-key-secret", controllers.SigningKeyName, "Secret in the manager's namespace with the Ed25519 key (ed25519.pem, PKCS#8 PEM) that signs certificates of destruction; generated when missing.")
+	flag.StringVar(&signingKey, "signing-key-secret", signing.DefaultName, "Secret in the manager's namespace with the Ed25519 key (ed25519.pem, PKCS#8 PEM) that signs certificates of destruction; generated when missing.")
 	var allowNewKey bool
 	flag.BoolVar(&allowNewKey, "allow-new-signing-key", false, "Sign with a new key although certificates were signed with another one (the signing key Secret is missing or holds another key); the old public keys stay published in the key history. Without it the manager signs nothing until the key in use is restored.")
 	opts := zap.Options{Development: false}

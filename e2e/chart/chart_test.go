@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
-	"github.com/custos-io/custos/controllers"
+	"github.com/custos-io/custos/internal/signing"
 )
 
 var _ = Describe("helm lint", func() {
@@ -61,7 +61,7 @@ var _ = Describe("helm template with the default values", func() {
 			"kube-api-qps":                    "50",
 			"kube-api-burst":                  "100",
 			"zap-log-level":                   "info",
-			"signing-key-secret":              controllers.SigningKeyName,
+			"signing-key-secret":              signing.DefaultName,
 		}), "no --processor and no --export-dir unless set")
 
 		By("probing /healthz and /readyz on the port --health-probe-bind-address binds")
@@ -400,5 +400,5 @@ func podAdmitted(ctx context.Context, dep *appsv1.Deployment) {
 var _ = It("documents the ConfigMap the public signing key is published in", func() {
 	values, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
 	Expect(err).NotTo(HaveOccurred())
-	Expect(string(values)).To(ContainSubstring("ConfigMap `" + controllers.SigningKeyName + "`"))
+	Expect(string(values)).To(ContainSubstring("ConfigMap `" + signing.DefaultName + "`"))
 })

@@ -30,6 +30,7 @@ import (
 	"github.com/custos-io/custos/internal/evidence"
 	"github.com/custos-io/custos/internal/export"
 	"github.com/custos-io/custos/internal/restic"
+	"github.com/custos-io/custos/internal/signing"
 	"github.com/custos-io/custos/internal/testharness"
 )
 
@@ -165,7 +166,7 @@ var _ = Describe("Exit", Ordered, Label("integration", "exit"), func() {
 	publicKey := func(ctx context.Context) []byte {
 		GinkgoHelper()
 		var cm corev1.ConfigMap
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: controllers.SigningKeyName}, &cm)).To(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: signing.DefaultName}, &cm)).To(Succeed())
 		return []byte(cm.Data["public.pem"])
 	}
 

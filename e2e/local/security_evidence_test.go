@@ -22,8 +22,10 @@ import (
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
 	"github.com/custos-io/custos/controllers"
+	"github.com/custos-io/custos/internal/audittrail"
 	"github.com/custos-io/custos/internal/evidence"
 	"github.com/custos-io/custos/internal/runner"
+	"github.com/custos-io/custos/internal/signing"
 	"github.com/custos-io/custos/internal/testharness"
 )
 
@@ -142,7 +144,7 @@ var _ = Describe("Evidence: the audit trail", Ordered, Label("integration", "sec
 		cert := &custosv1alpha1.DestructionCertificate{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: t.Status.Exit.CertificateRef.Name}, cert)).To(Succeed())
 		var cm corev1.ConfigMap
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: controllers.SigningKeyName}, &cm)).To(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: signing.DefaultName}, &cm)).To(Succeed())
 		h, err := evidence.ParseKeyHistory([]byte(cm.Data["history.json"]))
 		Expect(err).NotTo(HaveOccurred())
 		env := evidence.EnvelopeFromAPI(cert.Spec.Envelope)
@@ -197,7 +199,7 @@ var _ = Describe("Evidence: the audit trail", Ordered, Label("integration", "sec
 		cert := &custosv1alpha1.DestructionCertificate{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Name: t.Status.Exit.CertificateRef.Name}, cert)).To(Succeed())
 		var cm corev1.ConfigMap
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: controllers.SigningKeyName}, &cm)).To(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: signing.DefaultName}, &cm)).To(Succeed())
 		h, err := evidence.ParseKeyHistory([]byte(cm.Data["history.json"]))
 		Expect(err).NotTo(HaveOccurred())
 		env := evidence.EnvelopeFromAPI(cert.Spec.Envelope)
@@ -267,7 +269,7 @@ var _ = Describe("Evidence: the audit trail", Ordered, Label("integration", "sec
 		By("reading the whole trail: the gap is an error")
 		_, err := evidence.VerifyTrail(trailOf(ctx, Default, t), evidence.TrailHead{})
 		Expect(err).To(MatchError(ContainSubstring("segment 2 is missing")))
-		log := &controllers.AuditLog{Client: k8s, Reader: k8s, Namespace: managerNamespace}
+		log := &audittrail.Store{Client: k8s, Reader: k8s, Namespace: managerNamespace}
 		_, err = log.Entries(ctx, t)
 		Expect(err).To(MatchError(ContainSubstring("segment 2 is missing")))
 
@@ -302,7 +304,7 @@ var _ = Describe("Evidence: the audit trail", Ordered, Label("integration", "sec
 		nums := segmentNumbers(segs)
 		lastSeg := segs[nums[len(nums)-1]]
 		Expect(k8s.Delete(ctx, &lastSeg)).To(Succeed())
-		log := &controllers.AuditLog{Client: k8s, Reader: k8s, Namespace: managerNamespace}
+		log := &audittrail.Store{Client: k8s, Reader: k8s, Namespace: managerNamespace}
 		Expect(k8s.Get(ctx, keyOf(t), t)).To(Succeed())
 		_, err := log.Entries(ctx, t)
 		Expect(err).To(MatchError(ContainSubstring(fmt.Sprintf("segment %d is missing", nums[len(nums)-1]))))
@@ -325,13 +327,13 @@ var _ = Describe("Evidence: the signing key history", Label("integration", "secu
 		ns = n.Name
 		DeferCleanup(func(ctx SpecContext) { Expect(k8s.Delete(ctx, n)).To(Succeed()) })
 	})
-	keys := func(allowNew bool) *controllers.SigningKeys {
-		return &controllers.SigningKeys{Client: k8s, Reader: k8s, Namespace: ns, AllowNew: allowNew}
+	keys := func(allowNew bool) *signing.Keys {
+		return &signing.Keys{Client: k8s, Reader: k8s, Namespace: ns, AllowNew: allowNew}
 	}
 	history := func(ctx SpecContext) evidence.KeyHistory {
 		GinkgoHelper()
 		var cm corev1.ConfigMap
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SigningKeyName}, &cm)).To(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: signing.DefaultName}, &cm)).To(Succeed())
 		h, err := evidence.ParseKeyHistory([]byte(cm.Data["history.json"]))
 		Expect(err).NotTo(HaveOccurred())
 		return h
@@ -370,18 +372,18 @@ var _ = Describe("Evidence: the signing key history", Label("integration", "secu
 		Expect(history(ctx)).To(HaveLen(1))
 
 		By("deleting the key Secret")
-		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: controllers.SigningKeyName}})).To(Succeed())
+		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: signing.DefaultName}})).To(Succeed())
 		Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SigningKeyName}, &corev1.Secret{}))
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: signing.DefaultName}, &corev1.Secret{}))
 		}).WithTimeout(10 * time.Second).Should(BeTrue())
 
 		By("a manager without the flag refuses, names the key in use and the way out, and replaces nothing")
 		_, err = keys(false).Key(ctx)
-		var refused *controllers.NewKeyRefusedError
+		var refused *signing.NewKeyRefusedError
 		Expect(errors.As(err, &refused)).To(BeTrue(), "got %v", err)
 		Expect(err).To(MatchError(And(ContainSubstring("is missing"), ContainSubstring(evidence.KeyID(first.Public().(ed25519.PublicKey))),
 			ContainSubstring("--allow-new-signing-key"))))
-		err = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SigningKeyName}, &corev1.Secret{})
+		err = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: signing.DefaultName}, &corev1.Secret{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no key generated: %v", err)
 		h := history(ctx)
 		Expect(h).To(HaveLen(1))
@@ -410,13 +412,13 @@ var _ = Describe("Evidence: the signing key history", Label("integration", "secu
 	It("refuses another key put into the Secret unless allowed", func(ctx SpecContext) {
 		first, err := keys(false).Key(ctx)
 		Expect(err).NotTo(HaveOccurred())
-		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: controllers.SigningKeyName}})).To(Succeed())
+		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: signing.DefaultName}})).To(Succeed())
 		_, other, err := evidence.GenerateKey()
 		Expect(err).NotTo(HaveOccurred())
 		pem, err := evidence.MarshalPrivateKey(other)
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() error {
-			return k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: controllers.SigningKeyName},
+			return k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: signing.DefaultName},
 				Data: map[string][]byte{"ed25519.pem": pem}})
 		}).WithTimeout(10 * time.Second).Should(Succeed())
 		_, err = keys(false).Key(ctx)

@@ -10,8 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/custos-io/custos/controllers"
 	"github.com/custos-io/custos/internal/evidence"
+	"github.com/custos-io/custos/internal/signing"
 )
 
 // The signing key under a Secret name of the platform's choosing (--signing-key-secret, the chart's
@@ -24,13 +24,13 @@ var _ = Describe("The certificate signing key", Label("integration", "exit"), fu
 		ns = n.Name
 		DeferCleanup(func(ctx SpecContext) { Expect(k8s.Delete(ctx, n)).To(Succeed()) })
 	})
-	keys := func(secret string) *controllers.SigningKeys {
-		return &controllers.SigningKeys{Client: k8s, Reader: k8s, Namespace: ns, SecretName: secret}
+	keys := func(secret string) *signing.Keys {
+		return &signing.Keys{Client: k8s, Reader: k8s, Namespace: ns, SecretName: secret}
 	}
 	published := func(ctx SpecContext) corev1.ConfigMap {
 		GinkgoHelper()
 		var cm corev1.ConfigMap
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SigningKeyName}, &cm)).To(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: signing.DefaultName}, &cm)).To(Succeed())
 		return cm
 	}
 	noSecret := func(ctx SpecContext, name string) {
@@ -56,7 +56,7 @@ var _ = Describe("The certificate signing key", Label("integration", "exit"), fu
 		want, err := evidence.MarshalPublicKey(pub)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(cm.Data).To(HaveKeyWithValue("public.pem", string(want)))
-		noSecret(ctx, controllers.SigningKeyName)
+		noSecret(ctx, signing.DefaultName)
 	})
 
 	It("generates the key into the named Secret, immutable, when it is missing", func(ctx SpecContext) {
@@ -70,7 +70,7 @@ var _ = Describe("The certificate signing key", Label("integration", "exit"), fu
 		Expect(err).NotTo(HaveOccurred())
 		Expect(stored.Equal(got)).To(BeTrue())
 		Expect(published(ctx).Data).To(HaveKeyWithValue("keyid", evidence.KeyID(got.Public().(ed25519.PublicKey))))
-		noSecret(ctx, controllers.SigningKeyName)
+		noSecret(ctx, signing.DefaultName)
 
 		By("loading the same key again in a new manager")
 		again, err := keys("custos-prod-signing-key").Key(ctx)
@@ -87,7 +87,7 @@ var _ = Describe("The certificate signing key", Label("integration", "exit"), fu
 		var sec corev1.Secret
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "wrong-key"}, &sec)).To(Succeed())
 		Expect(sec.Data).To(Equal(map[string][]byte{"tls.key": []byte("not an ed25519 key")}))
-		err = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.SigningKeyName}, &corev1.ConfigMap{})
+		err = k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: signing.DefaultName}, &corev1.ConfigMap{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no public key published for a key that does not load: %v", err)
 	})
 })

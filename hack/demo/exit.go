@@ -25,9 +25,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
-	"github.com/custos-io/custos/controllers"
 	"github.com/custos-io/custos/internal/evidence"
 	"github.com/custos-io/custos/internal/export"
+	"github.com/custos-io/custos/internal/signing"
 )
 
 var phaseMeaning = map[custosv1alpha1.TenantPhase]string{
@@ -408,7 +408,7 @@ func (d *demo) certificate(ctx context.Context) error {
 		return err
 	}
 	var cm corev1.ConfigMap
-	if err := d.c.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: controllers.SigningKeyName}, &cm); err != nil {
+	if err := d.c.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: signing.DefaultName}, &cm); err != nil {
 		return err
 	}
 	keyFile, err := d.writeFile("processor.pub.pem", []byte(cm.Data["public.pem"]))
@@ -417,7 +417,7 @@ func (d *demo) certificate(ctx context.Context) error {
 	}
 	d.say("Wrote, into %s:", d.outDir)
 	d.say("  %-28s kubectl get dcert %s -o yaml", filepath.Base(certFile), name)
-	d.say("  %-28s the public key custos publishes: ConfigMap %s/%s, key public.pem (keyid %s)", filepath.Base(keyFile), managerNamespace, controllers.SigningKeyName, cm.Data["keyid"])
+	d.say("  %-28s the public key custos publishes: ConfigMap %s/%s, key public.pem (keyid %s)", filepath.Base(keyFile), managerNamespace, signing.DefaultName, cm.Data["keyid"])
 	d.say("  %-28s the bag, fetched in step 4", d.exportName+".tar")
 	d.say("In production the data controller gets the public key over a channel it trusts (with the agreement), not from the cluster.")
 	d.say("")

@@ -1,4 +1,12 @@
-package controllers
+// Package audittrail stores tenants' audit trails. The trail of a tenant lives in ConfigMaps in the manager's
+// namespace, not in the Tenant, so that it survives the Tenant's deletion: custos-audit-<tenant>-<uid8>-<segment>,
+// each holding JSON lines of hash-chained entries (internal/evidence). A segment is closed when it nears the
+// ConfigMap size limit; the next one continues the chain and names its predecessor and the predecessor's last
+// entry in annotations. The head of the trail (last segment, length, hash) is kept in an index ConfigMap
+// custos-audit-<tenant>-<uid8>-head and in the Tenant's status (auditHead, auditLength, auditSegment), and the
+// certificate commits to it: a deleted segment, first, middle or last, is a gap the manager and `custos audit`
+// report, never a shorter trail that is continued. The ConfigMaps are never deleted by custos.
+package audittrail
 
 import (
 	"context"
@@ -21,25 +29,17 @@ import (
 	"github.com/custos-io/custos/internal/metrics"
 )
 
-// The audit trail of a tenant lives in ConfigMaps in the manager's namespace, not in the Tenant, so that it
-// survives the Tenant's deletion: custos-audit-<tenant>-<uid8>-<segment>, each holding JSON lines of
-// hash-chained entries (internal/evidence). A segment is closed when it nears the ConfigMap size limit; the next
-// one continues the chain and names its predecessor and the predecessor's last entry in annotations. The head of
-// the trail (last segment, length, hash) is kept in an index ConfigMap custos-audit-<tenant>-<uid8>-head and in the
-// Tenant's status (auditHead, auditLength, auditSegment), and the certificate commits to it: a deleted segment,
-// first, middle or last, is a gap the manager and `custos audit` report, never a shorter trail that is continued.
-// The ConfigMaps are never deleted by custos.
 const (
-	auditDataKey      = "entries.jsonl"
+	auditDataKey      = custosv1alpha1.AuditEntriesKey
 	auditSegmentBytes = 512 * 1024
-	labelAuditTenant  = "custos.io/audit-tenant"
-	labelAuditSegment = "custos.io/audit-segment"
+	labelAuditTenant  = custosv1alpha1.LabelAuditTenant
+	labelAuditSegment = custosv1alpha1.LabelAuditSegment
 	// labelAuditIndex marks the index ConfigMap (not labelAuditTenant: it is no segment).
 	labelAuditIndex = "custos.io/audit-index"
 	purposeAudit    = "audit-trail"
 	auditActor      = "custos-manager"
-	// auditStepKey in an entry's detail identifies the step it records; Append records a step once.
-	auditStepKey = "step"
+	// StepKey in an entry's detail identifies the step it records; Append records a step once.
+	StepKey = "step"
 
 	annotationAuditPrevName = "custos.io/audit-prev-segment"
 	annotationAuditPrevSeq  = "custos.io/audit-prev-seq"
@@ -47,8 +47,8 @@ const (
 	auditIndexSuffix        = "-head"
 )
 
-// AuditLog appends to and reads tenants' audit trails.
-type AuditLog struct {
+// Store appends to and reads tenants' audit trails.
+type Store struct {
 	Client    client.Client
 	Reader    client.Reader
 	Namespace string
@@ -101,7 +101,7 @@ func ownSegment(t *custosv1alpha1.Tenant, name string) bool {
 }
 
 // segmentNumbers lists the numbers of the tenant's segments from their metadata alone (no data is read).
-func (a *AuditLog) segmentNumbers(ctx context.Context, t *custosv1alpha1.Tenant) ([]evidence.SegmentLink, error) {
+func (a *Store) segmentNumbers(ctx context.Context, t *custosv1alpha1.Tenant) ([]evidence.SegmentLink, error) {
 	var list metav1.PartialObjectMetadataList
 	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
 	if err := a.Reader.List(ctx, &list, client.InNamespace(a.Namespace), client.MatchingLabels{labelAuditTenant: t.Name}); err != nil {
@@ -122,7 +122,7 @@ func (a *AuditLog) segmentNumbers(ctx context.Context, t *custosv1alpha1.Tenant)
 }
 
 // index reads the trail's head from the index ConfigMap; found is false when there is none.
-func (a *AuditLog) index(ctx context.Context, t *custosv1alpha1.Tenant) (evidence.TrailHead, *corev1.ConfigMap, error) {
+func (a *Store) index(ctx context.Context, t *custosv1alpha1.Tenant) (evidence.TrailHead, *corev1.ConfigMap, error) {
 	var cm corev1.ConfigMap
 	err := a.Reader.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: auditIndexName(t)}, &cm)
 	if apierrors.IsNotFound(err) {
@@ -155,7 +155,7 @@ func statusHead(t *custosv1alpha1.Tenant) evidence.TrailHead {
 
 // Entries returns the tenant's whole trail, verified: every segment from 1 to the head, linked, one chain, and
 // not shorter than the head in the index or in the Tenant's status. A gap is a *evidence.TrailError.
-func (a *AuditLog) Entries(ctx context.Context, t *custosv1alpha1.Tenant) ([]evidence.Entry, error) {
+func (a *Store) Entries(ctx context.Context, t *custosv1alpha1.Tenant) ([]evidence.Entry, error) {
 	var list corev1.ConfigMapList
 	if err := a.Reader.List(ctx, &list, client.InNamespace(a.Namespace), client.MatchingLabels{labelAuditTenant: t.Name}); err != nil {
 		return nil, fmt.Errorf("listing the audit trail of %s: %w", t.Name, err)
@@ -193,7 +193,7 @@ func (a *AuditLog) Entries(ctx context.Context, t *custosv1alpha1.Tenant) ([]evi
 // written: the caller must not count the step it records as done (it is retried, and Append records a step with a
 // step key once). A broken trail (a segment missing) is not appended to: the condition AuditTrail says where the
 // gap is, and nothing is recorded until a person restores the segment. A nil log records nothing.
-func (a *AuditLog) Record(ctx context.Context, t *custosv1alpha1.Tenant, action evidence.Action, detail map[string]string) error {
+func (a *Store) Record(ctx context.Context, t *custosv1alpha1.Tenant, action evidence.Action, detail map[string]string) error {
 	if a == nil {
 		return nil
 	}
@@ -220,7 +220,7 @@ func (a *AuditLog) Record(ctx context.Context, t *custosv1alpha1.Tenant, action 
 // trailHead finds where the trail ends without reading every segment: the segments' numbers from their metadata
 // (they must run 1..N), the index, then the last segment, checked against the index and the Tenant's status. It
 // returns the head, the last segment's ConfigMap (nil for an empty trail) and its entries.
-func (a *AuditLog) trailHead(ctx context.Context, t *custosv1alpha1.Tenant) (evidence.TrailHead, *corev1.ConfigMap, []evidence.Entry, error) {
+func (a *Store) trailHead(ctx context.Context, t *custosv1alpha1.Tenant) (evidence.TrailHead, *corev1.ConfigMap, []evidence.Entry, error) {
 	links, err := a.segmentNumbers(ctx, t)
 	if err != nil {
 		return evidence.TrailHead{}, nil, nil, err
@@ -328,7 +328,7 @@ func spanInts(from, to int) []int {
 // Append adds an entry and returns the new head. It reads the index and the last segment, not the whole trail. A
 // concurrent writer makes the update conflict; it is retried on fresh data, so the chain never forks. A trail with
 // a gap is not appended to (a *evidence.TrailError).
-func (a *AuditLog) Append(ctx context.Context, t *custosv1alpha1.Tenant, action evidence.Action, detail map[string]string) (evidence.TrailHead, error) {
+func (a *Store) Append(ctx context.Context, t *custosv1alpha1.Tenant, action evidence.Action, detail map[string]string) (evidence.TrailHead, error) {
 	var head evidence.TrailHead
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, last, es, err := a.trailHead(ctx, t)
@@ -342,9 +342,9 @@ func (a *AuditLog) Append(ctx context.Context, t *custosv1alpha1.Tenant, action 
 			prev = &evidence.Entry{Seq: cur.Length, Hash: cur.Hash}
 		}
 		// A step carried out again after a restart (its outcome was not yet in status) is recorded once.
-		if key := detail[auditStepKey]; key != "" {
+		if key := detail[StepKey]; key != "" {
 			for _, e := range es {
-				if e.Action == action && e.Detail[auditStepKey] == key {
+				if e.Action == action && e.Detail[StepKey] == key {
 					head = cur
 					return nil
 				}
@@ -398,7 +398,7 @@ func (a *AuditLog) Append(ctx context.Context, t *custosv1alpha1.Tenant, action 
 }
 
 // advanceIndex writes head into the index unless the index is already at or beyond it (another writer).
-func (a *AuditLog) advanceIndex(ctx context.Context, t *custosv1alpha1.Tenant, head evidence.TrailHead) error {
+func (a *Store) advanceIndex(ctx context.Context, t *custosv1alpha1.Tenant, head evidence.TrailHead) error {
 	if head.Empty() {
 		return nil
 	}
