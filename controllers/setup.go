@@ -106,10 +106,18 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		opts.RetryAfter = 30 * time.Second
 	}
 	pools := &postgres.Pools{MaxConns: int32(opts.TenantConcurrency) + 1}
+	// pg_dump runs only where backups and exports run (Programs.Restic set: see below); only then must it be able
+	// to dump each server. A manager without backups may have no pg_dump at all, and must not call every server
+	// unsupported for it.
+	pgDump := ""
+	if opts.Programs.Restic != "" {
+		pgDump = opts.Programs.PgDump
+	}
 	audit := &audittrail.Store{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: opts.Namespace, Clock: opts.Clock, SegmentBytes: opts.AuditSegmentBytes}
 	if err := (&DatabaseServerReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("custos-databaseserver"),
 		Clock: opts.Clock, Namespace: opts.Namespace, Recheck: 5 * time.Minute, RetryAfter: opts.RetryAfter, Pools: pools,
+		PgDump: pgDump,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -98,6 +98,9 @@ type tenantScope struct {
 	owner postgres.Owner
 	// requeue is the earliest requested requeue (0: none).
 	requeue time.Duration
+	// serverWait, when set, is why the database steps of a provisioned tenant wait for its DatabaseServer (see
+	// serverBlocks): nothing is read or changed on the server, and DatabaseReady says so.
+	serverWait, serverWaitMsg string
 }
 
 func (s *tenantScope) requeueAfter(d time.Duration) {
@@ -199,6 +202,72 @@ func (r *TenantReconciler) stop(s *tenantScope, condType, reason, msg string) er
 	return errStop
 }
 
+// wait records on condition condType that provisioning waits for the tenant's DatabaseServer (see serverBlocks)
+// and ends the steps. The DatabaseServer watch resumes the tenant when the server's Ready changes, so the retry
+// asked for is only a safety net: Resync for an unsupported server (a person must act), RetryAfter for a server
+// not checked yet (a matter of seconds). Only a person's problem gets a Warning Event.
+func (r *TenantReconciler) wait(s *tenantScope, condType, reason, msg string) error {
+	t := s.tenant
+	if reason == custosv1alpha1.ReasonProgressing {
+		conditions.Set(&t.Status.Conditions, t.Generation, condType, false, reason, msg)
+		s.requeueAfter(r.RetryAfter)
+		return errStop
+	}
+	if c := meta.FindStatusCondition(t.Status.Conditions, condType); c == nil || c.Reason != reason || c.Message != msg {
+		r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, reason, "Provision", "%s", msg)
+	}
+	conditions.Set(&t.Status.Conditions, t.Generation, condType, false, reason, msg)
+	s.requeueAfter(r.Resync)
+	return errStop
+}
+
+// serverBlocks decides from the DatabaseServer's Ready condition whether tenant t's provisioning waits for it,
+// and returns the reason and message for the tenant's condition.
+//
+// A server that is Ready=False with reason UnsupportedVersion blocks every tenant: one not yet provisioned
+// (status.database unset) gets nothing on it, no database and no role; a provisioned one keeps its database, role
+// and Secrets exactly as they are (nothing is dropped, revoked or rotated), but custos neither checks nor changes
+// them on that server until it is supported again (custos is not tested against it). Any other failure
+// (Unreachable, AuthenticationFailed, …) does not block: the steps reach the server themselves and report what
+// they find, and a brief outage must not stop a provisioned tenant's reconciles. A server not checked yet (no
+// Ready condition, or one older than its spec) makes only a tenant not yet provisioned wait, so that a Tenant
+// applied together with its DatabaseServer is not provisioned before the version check has run.
+func serverBlocks(t *custosv1alpha1.Tenant, ds *custosv1alpha1.DatabaseServer) (reason, msg string, blocked bool) {
+	c := meta.FindStatusCondition(ds.Status.Conditions, custosv1alpha1.ConditionReady)
+	provisioned := t.Status.Database != nil
+	if c != nil && c.Status == metav1.ConditionFalse && c.Reason == custosv1alpha1.ReasonUnsupportedVersion {
+		if provisioned {
+			return custosv1alpha1.ReasonDatabaseServerUnsupported, fmt.Sprintf(
+				"DatabaseServer %q is not Ready (reason %s: %q): database %s and its role are kept as they are, but custos neither checks nor changes them on that server (no drift correction, no password rotation) until the DatabaseServer is Ready again; the namespaces are still reconciled",
+				ds.Name, c.Reason, c.Message, t.Status.Database.Name), true
+		}
+		return custosv1alpha1.ReasonDatabaseServerUnsupported, fmt.Sprintf(
+			"DatabaseServer %q is not Ready (reason %s: %q): nothing is provisioned, no database or role is created on it, until the DatabaseServer is Ready; its message says what to do",
+			ds.Name, c.Reason, c.Message), true
+	}
+	if !provisioned && (c == nil || c.ObservedGeneration < ds.Generation) {
+		return custosv1alpha1.ReasonProgressing, fmt.Sprintf(
+			"waiting for custos to check DatabaseServer %q (connection and version) before creating anything on it", ds.Name), true
+	}
+	return "", "", false
+}
+
+// serverReadyChanged reports whether a DatabaseServer's Ready condition changed in a way that can change what
+// serverBlocks decides or says: its status, reason or observed generation, or the message of an UnsupportedVersion
+// (which the tenant's condition quotes). Other message changes (an Unreachable server's errors) are not passed:
+// they would reconcile every tenant of the server on every retry for nothing.
+func serverReadyChanged(old, cur *custosv1alpha1.DatabaseServer) bool {
+	a := meta.FindStatusCondition(old.Status.Conditions, custosv1alpha1.ConditionReady)
+	b := meta.FindStatusCondition(cur.Status.Conditions, custosv1alpha1.ConditionReady)
+	if a == nil || b == nil {
+		return (a == nil) != (b == nil)
+	}
+	if a.Status != b.Status || a.Reason != b.Reason || a.ObservedGeneration != b.ObservedGeneration {
+		return true
+	}
+	return b.Reason == custosv1alpha1.ReasonUnsupportedVersion && a.Message != b.Message
+}
+
 // refuse stops before anything is touched (a reference or a jurisdiction is wrong); Ready says why.
 func (r *TenantReconciler) refuse(s *tenantScope, reason, msg string) error {
 	return r.stop(s, custosv1alpha1.ConditionReady, reason, msg)
@@ -227,6 +296,15 @@ func (r *TenantReconciler) resolve(ctx context.Context, s *tenantScope) error {
 		return r.refuse(s, custosv1alpha1.ReasonJurisdictionNotAllowed, fmt.Sprintf(
 			"DatabaseServer %q is in %s, which RetentionPolicy %q does not allow (allowedJurisdictions: %v): use a server in an allowed jurisdiction; nothing is provisioned",
 			server.Name, server.Spec.Jurisdiction, policy.Name, policy.Spec.AllowedJurisdictions))
+	}
+	if reason, msg, blocked := serverBlocks(t, &server); blocked {
+		if t.Status.Database == nil {
+			// Not provisioned: nothing at all is made (as for a missing server) until the server is checked and
+			// supported.
+			return r.wait(s, custosv1alpha1.ConditionReady, reason, msg)
+		}
+		// Provisioned: the namespaces (isolation, quota, owners) are still kept; the database steps wait.
+		s.serverWait, s.serverWaitMsg = reason, msg
 	}
 	s.policy, s.server = &policy, &server
 	return nil
@@ -459,6 +537,9 @@ func (r *TenantReconciler) dbFail(s *tenantScope, reason, msg string) error {
 // name leaves nothing half-made (and the Tenant deletable).
 func (r *TenantReconciler) checkDatabaseOwnership(ctx context.Context, s *tenantScope) error {
 	t := s.tenant
+	if s.serverWait != "" {
+		return nil // ensureDatabase reports the wait, after the namespaces are reconciled
+	}
 	cfg, err := adminConfig(ctx, r.APIReader, r.Namespace, s.server)
 	var secErr *errSecret
 	if errors.As(err, &secErr) {
@@ -510,6 +591,9 @@ func (r *TenantReconciler) checkDatabaseOwnership(ctx context.Context, s *tenant
 // manager's namespace, rotates it when asked, and writes the credentials Secret into each tenant namespace.
 func (r *TenantReconciler) ensureDatabase(ctx context.Context, s *tenantScope) error {
 	t := s.tenant
+	if s.serverWait != "" {
+		return r.wait(s, custosv1alpha1.ConditionDatabaseReady, s.serverWait, s.serverWaitMsg)
+	}
 	if s.missing != "" {
 		return r.reportMissing(ctx, s, s.missing)
 	}
@@ -699,6 +783,19 @@ var exitCancelled = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 	return o.Status.Phase.ExitStarted() && !n.Status.Phase.ExitStarted()
 }}
 
+// databaseServerReadyChanged passes the updates of a DatabaseServer whose Ready condition changed (see
+// serverReadyChanged); creations and spec changes are passed by GenerationChangedPredicate.
+var databaseServerReadyChanged = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*custosv1alpha1.DatabaseServer)
+		n, ok2 := e.ObjectNew.(*custosv1alpha1.DatabaseServer)
+		return ok1 && ok2 && serverReadyChanged(o, n)
+	},
+}
+
 // SetupWithManager registers the reconciler with watches on everything it makes, mapped back by label.
 func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	byLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
@@ -736,8 +833,11 @@ func (r *TenantReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) e
 		Watches(&corev1.Secret{}, byLabel, drift).
 		Watches(&custosv1alpha1.RetentionPolicy{}, byRef(func(t *custosv1alpha1.Tenant, n string) bool { return t.Spec.RetentionPolicyRef.Name == n }),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A DatabaseServer's spec, and its Ready condition (serverReadyChanged): a tenant waiting for its server
+		// (serverBlocks) resumes as soon as the server is checked and supported, and a provisioned one reports at
+		// once that its server became unsupported.
 		Watches(&custosv1alpha1.DatabaseServer{}, byRef(func(t *custosv1alpha1.Tenant, n string) bool { return t.Spec.Database.ServerRef.Name == n }),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+			builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, databaseServerReadyChanged))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Named("tenant").
 		Complete(r)

@@ -176,6 +176,14 @@ const (
 	ReasonUnsupportedVersion = "UnsupportedVersion"
 )
 
+// Condition reasons of a Tenant that waits for its DatabaseServer.
+const (
+	// ReasonDatabaseServerUnsupported (Ready; DatabaseReady of a provisioned tenant): the tenant's DatabaseServer
+	// is not Ready with reason UnsupportedVersion. A tenant not yet provisioned gets nothing on that server; a
+	// provisioned one keeps its database and role as they are, unreconciled, until the server is supported again.
+	ReasonDatabaseServerUnsupported = "DatabaseServerUnsupported"
+)
+
 // Condition reasons of a DestructionCertificate (Verified).
 const (
 	ReasonSignatureValid   = "SignatureValid"
