@@ -6,7 +6,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -84,7 +83,7 @@ func (r *BackupLocationReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.Recorder.Eventf(&bl, nil, typ, reason, "Check", "%s", msg)
 		log.FromContext(ctx).Info("Checked the backup location", "backupLocation", bl.Name, "ready", ok, "reason", reason)
 	}
-	if err := r.Client.Status().Patch(ctx, &bl, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+	if err := patchStatus(ctx, r.Client, r.APIReader, base, &bl, func(fresh, mine *custosv1alpha1.BackupLocation) { fresh.Status = mine.Status }); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !ok {

@@ -76,7 +76,7 @@ func (r *DatabaseServerReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.Recorder.Eventf(&s, nil, typ, reason, "Check", "%s", msg)
 		logger.Info("Checked the database server", "ready", ok, "reason", reason)
 	}
-	if err := r.Client.Status().Patch(ctx, &s, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+	if err := patchStatus(ctx, r.Client, r.APIReader, base, &s, func(fresh, mine *custosv1alpha1.DatabaseServer) { fresh.Status = mine.Status }); err != nil {
 		return ctrl.Result{}, err
 	}
 	if !ok {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -81,10 +80,9 @@ func (r *DataExportReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	res, err := r.step(ctx, &de, tenant, now)
 	de.Status.ObservedGeneration = de.Generation
-	if !equality.Semantic.DeepEqual(base.Status, de.Status) {
-		if perr := r.Client.Status().Patch(ctx, &de, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); perr != nil {
-			return ctrl.Result{}, perr
-		}
+	// No reapply: the export's steps depend on its own status, so a conflict reconciles again on fresh data.
+	if perr := patchStatus(ctx, r.Client, r.Client, base, &de, nil); perr != nil {
+		return ctrl.Result{}, perr
 	}
 	// A result is forgotten only once its outcome is in status.
 	if sp := exportSpec(&de); de.Status.Phase != custosv1alpha1.ExportRunning {

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -68,14 +66,7 @@ func (r *DestructionCertificateReconciler) Reconcile(ctx context.Context, req ct
 			fmt.Sprintf("signed by key %s (ConfigMap %s/%s), complete, and the fields shown agree with the signed payload", pk.KeyID, r.Keys.Namespace, signing.DefaultName))
 	}
 	c.Status.ObservedGeneration = c.Generation
-	if equality.Semantic.DeepEqual(base.Status, c.Status) {
-		return ctrl.Result{}, nil
-	}
-	err = r.Client.Status().Patch(ctx, &c, client.MergeFrom(base))
-	if apierrors.IsNotFound(err) {
-		return ctrl.Result{}, nil
-	}
-	return ctrl.Result{}, err
+	return ctrl.Result{}, patchStatus(ctx, r.Client, r.Client, base, &c, func(fresh, mine *custosv1alpha1.DestructionCertificate) { fresh.Status = mine.Status })
 }
 
 // SetupWithManager registers the reconciler.

@@ -144,9 +144,9 @@ func (r *TenantExitReconciler) certify(ctx context.Context, s *exitScope) (bool,
 	return true, nil
 }
 
-// recordCertificate appends CertificateIssued to the trail, once per certificate. Unlike the other steps' entries
-// it is not left to audittrail.Store.Record, which only logs a failure: nothing comes after this step to record it later,
-// so the step is not done (and is retried, adopting the certificate) until the entry is written.
+// recordCertificate appends CertificateIssued to the trail, once per certificate (its step key names the
+// certificate). Its error is the step's: nothing comes after this step to record it later, so the step is not done
+// (and is retried, adopting the certificate) until the entry is written.
 func (r *TenantExitReconciler) recordCertificate(ctx context.Context, t *custosv1alpha1.Tenant, name, head string) error {
 	return r.audit(ctx, t, evidence.ActionCertificateIssued, map[string]string{"certificate": name, "auditHead": head,
 		audittrail.StepKey: string(evidence.ActionCertificateIssued) + "/" + name})

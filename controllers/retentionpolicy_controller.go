@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -99,7 +98,7 @@ func (r *RetentionPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	p.Status.Tenants = n
 	p.Status.ObservedGeneration = p.Generation
 	conditions.Set(&p.Status.Conditions, p.Generation, custosv1alpha1.ConditionReady, ok, reason, msg)
-	if err := r.Client.Status().Patch(ctx, &p, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+	if err := patchStatus(ctx, r.Client, r.Client, base, &p, func(fresh, mine *custosv1alpha1.RetentionPolicy) { fresh.Status = mine.Status }); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, nil

@@ -172,11 +172,7 @@ func (r *TenantBackupReconciler) legalHold(ctx context.Context, s *backupScope) 
 }
 
 func (r *TenantBackupReconciler) patch(ctx context.Context, base, t *custosv1alpha1.Tenant) error {
-	err := r.Client.Status().Patch(ctx, t, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
+	return patchStatus(ctx, r.Client, r.Client, base, t, nil)
 }
 
 type policyError struct{ reason, msg string }

@@ -7,11 +7,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -75,7 +73,7 @@ type TenantExitReconciler struct {
 
 const (
 	exitExportSuffix = "-exit"
-	// custosv1alpha1.AnnotationTenantUID (tenant_controller.go) and annotationExitTerminatedAt bind the exit's DataExport to the
+	// custosv1alpha1.AnnotationTenantUID (api/v1alpha1/names.go) and annotationExitTerminatedAt bind the exit's DataExport to the
 	// tenant (by UID) and to this exit (by its terminatedAt): a DataExport without them is never the exit's export.
 	annotationExitTerminatedAt = "custos.io/exit-terminated-at"
 	// defaultExitGracePeriod applies when the policy is missing or its exitGracePeriod cannot be read.
@@ -204,34 +202,15 @@ var exitConditions = []string{custosv1alpha1.ConditionReady, custosv1alpha1.Cond
 // controller writes the same status; on a conflict the write is applied again to fresh data instead of being
 // dropped, because it may record a destruction that already happened and cannot be observed again.
 func (r *TenantExitReconciler) patch(ctx context.Context, base, t *custosv1alpha1.Tenant) error {
-	if equality.Semantic.DeepEqual(base.Status, t.Status) {
-		return nil
-	}
-	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		err := r.Client.Status().Patch(ctx, t, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
-		if !apierrors.IsConflict(err) {
-			return err
-		}
-		var fresh custosv1alpha1.Tenant
-		if gerr := r.APIReader.Get(ctx, client.ObjectKeyFromObject(t), &fresh); gerr != nil {
-			return gerr
-		}
-		mine := t.Status
-		base = fresh.DeepCopy()
-		fresh.Status.Phase, fresh.Status.Exit, fresh.Status.AuditHead = mine.Phase, mine.Exit, mine.AuditHead
-		fresh.Status.AuditLength, fresh.Status.AuditSegment = mine.AuditLength, mine.AuditSegment
+	return patchStatus(ctx, r.Client, r.APIReader, base, t, func(fresh, mine *custosv1alpha1.Tenant) {
+		fresh.Status.Phase, fresh.Status.Exit, fresh.Status.AuditHead = mine.Status.Phase, mine.Status.Exit, mine.Status.AuditHead
+		fresh.Status.AuditLength, fresh.Status.AuditSegment = mine.Status.AuditLength, mine.Status.AuditSegment
 		for _, typ := range exitConditions {
-			if c := meta.FindStatusCondition(mine.Conditions, typ); c != nil {
+			if c := meta.FindStatusCondition(mine.Status.Conditions, typ); c != nil {
 				meta.SetStatusCondition(&fresh.Status.Conditions, *c)
 			}
 		}
-		*t = fresh
-		return err
 	})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
 }
 
 // gather reads the facts lifecycle.Next needs. Facts about work already done come from status, where each step
