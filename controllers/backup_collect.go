@@ -210,6 +210,7 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 	lb.LastError, lb.LastErrorReason = "", ""
 	applySummaries(s, out.Locations)
 	duration := res.Finished.Sub(res.Started)
+	passed := true
 	switch task.Kind {
 	case custosv1alpha1.TaskSnapshot:
 		sn := out.Snapshot
@@ -230,6 +231,7 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 	case custosv1alpha1.TaskCheck:
 		ok := out.CheckError == ""
 		lb.LastCheckSucceeded = &ok
+		passed = ok
 		if !ok {
 			lb.LastError, lb.LastErrorReason = "integrity check: "+out.CheckError, custosv1alpha1.ReasonIntegrityCheckFailed
 			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonIntegrityCheckFailed, "Check", "%s: %s", task.Location, out.CheckError)
@@ -244,6 +246,7 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 			st.Message = conditions.Truncate(strings.Join(d.Differences, "; "), 4000)
 		}
 		t.Status.LastDrill = st
+		passed = st.Succeeded
 		if st.Succeeded {
 			r.Recorder.Eventf(t, nil, corev1.EventTypeNormal, custosv1alpha1.ReasonRestoreDrillSucceeded, "Drill",
 				"snapshot %s restored in %s: %d tables, row counts and checksums match", short(st.Snapshot), d.Duration.Round(time.Millisecond), d.Tables)
@@ -251,7 +254,8 @@ func (r *TenantBackupReconciler) succeeded(ctx context.Context, s *backupScope, 
 			r.Recorder.Eventf(t, nil, corev1.EventTypeWarning, custosv1alpha1.ReasonRestoreDrillFailed, "Drill", "snapshot %s: %s", short(st.Snapshot), st.Message)
 		}
 	}
-	metrics.TaskResult(task.Kind, true, duration)
+	// A check that found damage, or a drill whose data differs, ran to the end and failed what it tests: a failure.
+	metrics.TaskResult(task.Kind, passed, duration)
 	detail := map[string]string{"location": task.Location, "slot": task.Slot.UTC().Format(time.RFC3339), "duration": duration.Round(time.Millisecond).String(),
 		audittrail.StepKey: task.Key}
 	action := evidence.Action(task.Kind)

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -12,8 +13,10 @@ import (
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
+	"github.com/custos-io/custos/internal/backup"
 	"github.com/custos-io/custos/internal/runner"
 )
 
@@ -127,4 +130,52 @@ var _ = Describe("Held tasks", func() {
 		Expect(c.Status().Update(ctx, t)).To(Succeed())
 		Expect(e.notHeld(ctx, t.Name)).To(MatchError(errLostHeld), "the guard reads the Tenant again, not the copy the task started with")
 	})
+})
+
+// A check that found damage or a drill whose data differs ran to its end: it is a failure in the task metric, as it
+// is in status and events.
+var _ = Describe("Failed checks and drills", func() {
+	now := time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)
+	counted := func(kind, result string) float64 {
+		mfs, err := ctrlmetrics.Registry.Gather()
+		Expect(err).NotTo(HaveOccurred())
+		for _, mf := range mfs {
+			if mf.GetName() != "custos_backup_tasks_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				if l["kind"] == kind && l["result"] == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return 0
+	}
+	run := func(kind custosv1alpha1.TaskKind, out taskOutput) *custosv1alpha1.Tenant {
+		t := &custosv1alpha1.Tenant{ObjectMeta: metav1.ObjectMeta{Name: "kliniek"}}
+		task := custosv1alpha1.BackupTask{Kind: kind, Location: "ams", Slot: metav1.NewTime(now), Attempts: 1}
+		b, err := json.Marshal(out)
+		Expect(err).NotTo(HaveOccurred())
+		r := &TenantBackupReconciler{Recorder: events.NewFakeRecorder(10)}
+		s := &backupScope{tenant: t, now: now, primary: "ams"}
+		Expect(r.succeeded(GinkgoT().Context(), s, task, runner.Result{Output: b, Started: now, Finished: now.Add(time.Second)})).To(Succeed())
+		return t
+	}
+	DescribeTable("counted by result",
+		func(kind custosv1alpha1.TaskKind, out taskOutput, result string) {
+			before := map[string]float64{"success": counted(string(kind), "success"), "failed": counted(string(kind), "failed")}
+			run(kind, out)
+			Expect(counted(string(kind), result)).To(Equal(before[result] + 1))
+			other := map[string]string{"success": "failed", "failed": "success"}[result]
+			Expect(counted(string(kind), other)).To(Equal(before[other]))
+		},
+		Entry("a clean check", custosv1alpha1.TaskCheck, taskOutput{}, "success"),
+		Entry("a check that found damage", custosv1alpha1.TaskCheck, taskOutput{CheckError: "pack 3f2a: not referenced"}, "failed"),
+		Entry("a drill that matched", custosv1alpha1.TaskDrill, taskOutput{Drill: &backup.DrillResult{Snapshot: "abc", Tables: 1}}, "success"),
+		Entry("a drill whose rows differ", custosv1alpha1.TaskDrill, taskOutput{Drill: &backup.DrillResult{Snapshot: "abc", Tables: 1, Differences: []string{"patients: 49 rows, 50 at backup"}}}, "failed"),
+	)
 })

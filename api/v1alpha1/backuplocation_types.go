@@ -68,11 +68,13 @@ type BackupLocationStatus struct {
 // BackupLocation is a place where restic repositories are kept, with the jurisdiction it is in.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=bl
+// +kubebuilder:resource:scope=Cluster,shortName=bl,categories=custos
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
 // +kubebuilder:printcolumn:name="Jurisdiction",type=string,JSONPath=`.spec.jurisdiction`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Last Checked",type=date,JSONPath=`.status.lastCheckedAt`
 // +kubebuilder:printcolumn:name="Repositories",type=integer,JSONPath=`.status.repositories`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type BackupLocation struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -151,12 +151,13 @@ type DataExportStatus struct {
 // DataExport is one structured export of a tenant's data, delivered, acknowledged and later expired.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=dex
+// +kubebuilder:resource:scope=Cluster,shortName=dex,categories=custos
 // +kubebuilder:printcolumn:name="Tenant",type=string,JSONPath=`.spec.tenantRef.name`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="SHA256",type=string,JSONPath=`.status.artefact.sha256`,priority=1
 // +kubebuilder:printcolumn:name="Bytes",type=integer,JSONPath=`.status.artefact.bytes`
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type DataExport struct {
 	metav1.TypeMeta   `json:",inline"`

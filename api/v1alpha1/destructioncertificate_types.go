@@ -133,12 +133,13 @@ type DestructionCertificateStatus struct {
 // published public key. Its spec is immutable.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=dcert
+// +kubebuilder:resource:scope=Cluster,shortName=dcert,categories=custos
 // +kubebuilder:printcolumn:name="Tenant",type=string,JSONPath=`.spec.tenant.name`
 // +kubebuilder:printcolumn:name="Contract",type=string,JSONPath=`.spec.contractID`,priority=1
 // +kubebuilder:printcolumn:name="Issued",type=date,JSONPath=`.spec.issuedAt`
 // +kubebuilder:printcolumn:name="Methods",type=string,JSONPath=`.spec.methods`
 // +kubebuilder:printcolumn:name="Verified",type=string,JSONPath=`.status.conditions[?(@.type=="Verified")].status`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Verified")].message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type DestructionCertificate struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -151,12 +151,13 @@ type RetentionPolicyStatus struct {
 // RetentionPolicy says when a tenant's backups run, where they go and how long they live.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=rp
+// +kubebuilder:resource:scope=Cluster,shortName=rp,categories=custos
 // +kubebuilder:printcolumn:name="Primary",type=string,JSONPath=`.spec.primary.name`
 // +kubebuilder:printcolumn:name="Offsite",type=string,JSONPath=`.spec.offsite.name`
 // +kubebuilder:printcolumn:name="Keep Within",type=string,JSONPath=`.spec.keepWithin`
 // +kubebuilder:printcolumn:name="Tenants",type=integer,JSONPath=`.status.tenants`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type RetentionPolicy struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -704,14 +704,19 @@ type DestroyedLocation struct {
 // its agreement says, and an exit that returns or destroys its data with proof.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=tnt
+// +kubebuilder:resource:scope=Cluster,shortName=ctnt,categories=custos
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Backups",type=string,JSONPath=`.status.conditions[?(@.type=="BackupsHealthy")].reason`
+// +kubebuilder:printcolumn:name="Last Snapshot",type=date,JSONPath=`.status.backups[?(@.role=="Primary")].newest`
 // +kubebuilder:printcolumn:name="Contract End",type=string,JSONPath=`.spec.contract.end`
-// +kubebuilder:printcolumn:name="Next Backup",type=string,JSONPath=`.status.nextBackup`
+// +kubebuilder:printcolumn:name="Policy",type=string,JSONPath=`.spec.retentionPolicyRef.name`,priority=1
+// +kubebuilder:printcolumn:name="Offsite Newest",type=date,JSONPath=`.status.backups[?(@.role=="Offsite")].newest`,priority=1
+// +kubebuilder:printcolumn:name="Next Backup",type=string,JSONPath=`.status.nextBackup`,priority=1
 // +kubebuilder:printcolumn:name="Destruction Not Before",type=string,JSONPath=`.status.exit.destructionNotBefore`,priority=1
 // +kubebuilder:printcolumn:name="Backups Gone By",type=string,JSONPath=`.status.exit.backupsGoneBy`,priority=1
 // +kubebuilder:printcolumn:name="Database",type=string,JSONPath=`.status.database.name`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 48",message="a Tenant name must be at most 48 characters, so that its namespaces and its PostgreSQL database and role names (at most 63 bytes) can be derived from it"
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="a Tenant name must start with a letter and contain only lowercase letters, digits and dashes, so that it is a valid namespace and PostgreSQL name"

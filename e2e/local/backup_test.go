@@ -3,7 +3,9 @@ package local
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,8 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	custosv1alpha1 "github.com/custos-io/custos/api/v1alpha1"
@@ -225,6 +229,60 @@ var _ = Describe("Backups", Ordered, Label("integration", "backups"), func() {
 		var cm bytes.Buffer
 		Expect(p.Dump(ctx, snaps[len(snaps)-1].ID, "/custos-backup/objects/"+tenant.Name+"/configmap/clinic-settings.yaml", &cm)).To(Succeed())
 		Expect(cm.String()).To(ContainSubstring("opening: \"08:00\""))
+	})
+
+	It("shows a tenant's backups at a glance: kubectl's columns, from the API server's table", func(ctx SpecContext) {
+		Eventually(condition(ctx, tenant, custosv1alpha1.ConditionBackupsHealthy)).Should(haveStatus(metav1.ConditionTrue, "SnapshotsFresh"))
+		cells := func(g Gomega, path string) map[string]any {
+			hc, err := rest.HTTPClientFor(controlPlane.Config)
+			g.Expect(err).NotTo(HaveOccurred())
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(controlPlane.Config.Host, "/")+path, nil)
+			g.Expect(err).NotTo(HaveOccurred())
+			req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+			resp, err := hc.Do(req)
+			g.Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+			var table metav1.Table
+			g.Expect(json.NewDecoder(resp.Body).Decode(&table)).To(Succeed())
+			g.Expect(table.Rows).To(HaveLen(1))
+			out := map[string]any{}
+			for i, c := range table.ColumnDefinitions {
+				out[c.Name] = table.Rows[0].Cells[i]
+			}
+			return out
+		}
+		Eventually(func(g Gomega) {
+			row := cells(g, "/apis/custos.io/v1alpha1/tenants/"+tenant.Name)
+			g.Expect(row).To(HaveKeyWithValue("Phase", "Active"))
+			g.Expect(row).To(HaveKeyWithValue("Ready", "True"))
+			g.Expect(row).To(HaveKeyWithValue("Backups", "SnapshotsFresh"), "BackupsHealthy's reason: stale backups do not hide behind Ready")
+			g.Expect(row).To(HaveKeyWithValue("Last Snapshot", Not(BeEmpty())), "the age of the primary's newest snapshot")
+			g.Expect(row).To(HaveKeyWithValue("Offsite Newest", Not(BeEmpty())))
+			g.Expect(row).To(HaveKeyWithValue("Policy", bkPolicy))
+			g.Expect(row).To(HaveKey("Message"))
+		}).Should(Succeed())
+		row := cells(Default, "/apis/custos.io/v1alpha1/backuplocations/"+primaryName)
+		Expect(row).To(HaveKeyWithValue("Ready", "True"))
+		Expect(row).To(HaveKeyWithValue("Last Checked", Not(BeEmpty())))
+		Expect(row).To(HaveKeyWithValue("Message", Not(BeEmpty())))
+
+		By("every kind answers to the category custos (kubectl get custos), and the Tenant's short name is not Capsule's tnt")
+		dc, err := discovery.NewDiscoveryClientForConfig(controlPlane.Config)
+		Expect(err).NotTo(HaveOccurred())
+		rl, err := dc.ServerResourcesForGroupVersion(custosv1alpha1.GroupVersion.String())
+		Expect(err).NotTo(HaveOccurred())
+		kinds := map[string][]string{}
+		for _, r := range rl.APIResources {
+			if strings.Contains(r.Name, "/") {
+				continue // a subresource
+			}
+			Expect(r.Categories).To(ContainElement("custos"), r.Name)
+			Expect(r.ShortNames).NotTo(ContainElement("tnt"), r.Name)
+			kinds[r.Kind] = r.ShortNames
+		}
+		Expect(kinds).To(HaveLen(6))
+		Expect(kinds).To(HaveKeyWithValue("Tenant", ConsistOf("ctnt")))
 	})
 
 	It("expires snapshots older than the window by the wall clock, at both locations", func(ctx SpecContext) {

@@ -302,7 +302,7 @@ func (d *demo) writeFile(name string, data []byte) (string, error) {
 	return p, os.WriteFile(p, data, 0o644)
 }
 
-// printTenants prints the columns of `kubectl get tenants -o wide`, with times as UTC dates and clock times
+// printTenants prints columns of `kubectl get tenants.custos.io -o wide`, with times as UTC dates and clock times
 // (kubectl shows a date column as an age, and a time still to come, such as the next backup, as <invalid>).
 func (d *demo) printTenants(ctx context.Context) error {
 	var list custosv1alpha1.TenantList
@@ -315,11 +315,20 @@ func (d *demo) printTenants(ctx context.Context) error {
 		}
 		return t.UTC().Format("2006-01-02 15:04:05")
 	}
-	rows := [][]string{{"NAME", "PHASE", "READY", "CONTRACT END", "NEXT BACKUP", "BACKUPS GONE BY", "DATABASE", "AGE"}}
+	rows := [][]string{{"NAME", "PHASE", "READY", "BACKUPS", "LAST SNAPSHOT", "CONTRACT END", "NEXT BACKUP", "BACKUPS GONE BY", "DATABASE", "AGE"}}
 	for _, t := range list.Items {
-		ready := "-"
+		ready, backups := "-", "-"
 		if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionReady); c != nil {
 			ready = string(c.Status)
+		}
+		if c := meta.FindStatusCondition(t.Status.Conditions, custosv1alpha1.ConditionBackupsHealthy); c != nil {
+			backups = c.Reason
+		}
+		var newest *metav1.Time
+		for _, lb := range t.Status.Backups {
+			if lb.Role == "Primary" {
+				newest = lb.Newest
+			}
 		}
 		var gone *metav1.Time
 		if t.Status.Exit != nil {
@@ -329,10 +338,10 @@ func (d *demo) printTenants(ctx context.Context) error {
 		if t.Status.Database != nil {
 			db = t.Status.Database.Name
 		}
-		rows = append(rows, []string{t.Name, string(t.Status.Phase), ready, ts(t.Spec.Contract.End), ts(t.Status.NextBackup), ts(gone), db,
+		rows = append(rows, []string{t.Name, string(t.Status.Phase), ready, backups, ts(newest), ts(t.Spec.Contract.End), ts(t.Status.NextBackup), ts(gone), db,
 			time.Since(t.CreationTimestamp.Time).Round(time.Second).String()})
 	}
-	d.say("kubectl get tenants -o wide (its columns, times in UTC):")
+	d.say("kubectl get tenants.custos.io -o wide (some of its columns, times in UTC):")
 	d.block(table(rows))
 	return nil
 }

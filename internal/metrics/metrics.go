@@ -23,7 +23,7 @@ var (
 	}, []string{"kind"})
 	tasks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "custos_backup_tasks_total",
-		Help: "Backup tasks finished, by kind and result (success, failed: given up after its attempts).",
+		Help: "Backup tasks finished, by kind and result (success; failed: given up after its attempts, or a check that found damage, or a drill whose data differed).",
 	}, []string{"kind", "result"})
 	snapshots = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "custos_snapshots",
