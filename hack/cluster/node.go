@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -328,6 +329,8 @@ func down(e env) error {
 		return nil
 	}
 	sock := e.path("containerd", "containerd.sock")
+	// Read before anything stops: a sandbox the kubelet does not stop in time leaves its network namespace.
+	netns := sandboxNetns(ctx, e, sock)
 	drainPods(ctx, e, sock)
 	stopDaemon(e, "kubelet", 20*time.Second)
 	if _, ok := alive(e, "containerd"); ok {
@@ -364,14 +367,73 @@ func down(e env) error {
 	// chains and rules of their own behind.
 	cleanBridgeNAT(ctx)
 	cleanKubeRules(ctx)
+	for _, p := range netns {
+		if _, err := os.Stat(p); err != nil {
+			continue // removed with its sandbox
+		}
+		if err := run(ctx, "ip", "netns", "delete", filepath.Base(p)); err != nil {
+			logf("network namespace %s of one of our sandboxes is left: %v", p, err)
+		}
+	}
 	if left, _ := filepath.Glob("/var/run/netns/cni-*"); len(left) > 0 {
-		logf("note: %d network namespace(s) /var/run/netns/cni-* are left (a pod sandbox the kubelet did not stop)", len(left))
+		logf("note: %d network namespace(s) /var/run/netns/cni-* are left that none of our containers named (another containerd's, or an earlier cluster's)", len(left))
 	}
 	if err := os.RemoveAll(e.state); err != nil {
 		return err
 	}
 	logf("cluster down, %s removed", e.state)
 	return nil
+}
+
+// sandboxNetns lists the network namespaces (/var/run/netns/...) of the containers our containerd runs, from their
+// OCI specs; nothing when containerd is not running.
+func sandboxNetns(ctx context.Context, e env, sock string) []string {
+	if _, ok := alive(e, "containerd"); !ok {
+		return nil
+	}
+	out, err := output(ctx, "ctr", "--address", sock, "-n", "k8s.io", "containers", "ls", "-q")
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var paths []string
+	for _, id := range strings.Fields(out) {
+		info, err := output(ctx, "ctr", "--address", sock, "-n", "k8s.io", "containers", "info", id)
+		if err != nil {
+			continue
+		}
+		for _, p := range netnsPaths([]byte(info)) {
+			if !seen[p] {
+				seen[p] = true
+				paths = append(paths, p)
+			}
+		}
+	}
+	return paths
+}
+
+// netnsPaths reads the named network namespaces out of `ctr containers info` JSON.
+func netnsPaths(info []byte) []string {
+	var c struct {
+		Spec struct {
+			Linux struct {
+				Namespaces []struct {
+					Type string `json:"type"`
+					Path string `json:"path"`
+				} `json:"namespaces"`
+			} `json:"linux"`
+		} `json:"Spec"`
+	}
+	if json.Unmarshal(info, &c) != nil {
+		return nil
+	}
+	var out []string
+	for _, ns := range c.Spec.Linux.Namespaces {
+		if ns.Type == "network" && strings.HasPrefix(ns.Path, "/var/run/netns/") {
+			out = append(out, ns.Path)
+		}
+	}
+	return out
 }
 
 func killShims(sock string) {
