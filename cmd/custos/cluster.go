@@ -1,7 +1,7 @@
 package main
 
 // This file is the only one that talks to a Kubernetes API server (export fetch, audit <tenant>, pubkey
-// --cluster). Everything else in custos works offline on files.
+// --cluster, status <tenant>). Everything else in custos works offline on files.
 
 import (
 	"context"
@@ -35,8 +35,14 @@ const (
 )
 
 var (
-	dataExports = v1alpha1.GroupVersion.WithResource("dataexports")
-	configMaps  = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	dataExports  = v1alpha1.GroupVersion.WithResource("dataexports")
+	tenants      = v1alpha1.GroupVersion.WithResource("tenants")
+	certificates = v1alpha1.GroupVersion.WithResource("destructioncertificates")
+	configMaps   = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	// events in core/v1: the manager writes events.k8s.io/v1 Events (client-go's tools/events recorder), which the
+	// API server also serves as core/v1 Events (regarding as involvedObject, note as message), and core/v1 is the
+	// one of the two whose field selectors (involvedObject.kind, involvedObject.name) every server supports.
+	coreEvents = schema.GroupVersionResource{Version: "v1", Resource: "events"}
 )
 
 // cluster uses client-go's dynamic client (controller-runtime's would more than double the size of the binary).
@@ -155,4 +161,94 @@ func (cl *cluster) configMap(ctx context.Context, namespace, name string) (*core
 		return nil, fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, name, err)
 	}
 	return &cm, nil
+}
+
+// tenant reads a Tenant (cluster-scoped). A missing one is an error that names it (apierrors.IsNotFound holds).
+func (cl *cluster) tenant(ctx context.Context, name string) (*v1alpha1.Tenant, error) {
+	u, err := cl.d.Resource(tenants).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("no Tenant %q in this cluster: %w", name, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Tenant %s: %w", name, err)
+	}
+	var t v1alpha1.Tenant
+	if err := fromUnstructured(u, &t); err != nil {
+		return nil, fmt.Errorf("reading Tenant %s: %w", name, err)
+	}
+	return &t, nil
+}
+
+// dataExportIfAny reads a DataExport; nil without error when it does not exist.
+func (cl *cluster) dataExportIfAny(ctx context.Context, name string) (*v1alpha1.DataExport, error) {
+	de, _, err := cl.dataExport(ctx, name)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return de, err
+}
+
+// certificateOf finds the tenant's DestructionCertificate: the one status.exit.certificateRef names, else the name
+// the manager gives it (<tenant>-<uid8>), else one labelled custos.io/tenant=<tenant> whose spec.tenant.uid is the
+// tenant's. nil without error when there is none.
+func (cl *cluster) certificateOf(ctx context.Context, t *v1alpha1.Tenant) (*v1alpha1.DestructionCertificate, error) {
+	name := t.CertificateName()
+	if t.Status.Exit != nil && t.Status.Exit.CertificateRef != nil && t.Status.Exit.CertificateRef.Name != "" {
+		name = t.Status.Exit.CertificateRef.Name
+	}
+	u, err := cl.d.Resource(certificates).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		var c v1alpha1.DestructionCertificate
+		if err := fromUnstructured(u, &c); err != nil {
+			return nil, fmt.Errorf("reading DestructionCertificate %s: %w", name, err)
+		}
+		return &c, nil
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("reading DestructionCertificate %s: %w", name, err)
+	}
+	list, err := cl.d.Resource(certificates).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelTenant + "=" + t.Name})
+	if err != nil {
+		return nil, fmt.Errorf("listing the DestructionCertificates labelled %s=%s: %w", v1alpha1.LabelTenant, t.Name, err)
+	}
+	for i := range list.Items {
+		var c v1alpha1.DestructionCertificate
+		if err := fromUnstructured(&list.Items[i], &c); err != nil {
+			return nil, fmt.Errorf("reading DestructionCertificate %s: %w", list.Items[i].GetName(), err)
+		}
+		if c.Spec.Tenant.UID == string(t.UID) {
+			return &c, nil
+		}
+	}
+	return nil, nil
+}
+
+// tenantEvents lists the Events about the tenant in every namespace (a cluster-scoped object's land in
+// "default"), or in "default" alone when listing every namespace is forbidden. Events about an earlier tenant of
+// the same name (another UID) are left out.
+func (cl *cluster) tenantEvents(ctx context.Context, t *v1alpha1.Tenant) ([]corev1.Event, error) {
+	opts := metav1.ListOptions{FieldSelector: "involvedObject.kind=Tenant,involvedObject.name=" + t.Name}
+	list, err := cl.d.Resource(coreEvents).List(ctx, opts)
+	if apierrors.IsForbidden(err) {
+		list, err = cl.d.Resource(coreEvents).Namespace(metav1.NamespaceDefault).List(ctx, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the Events of Tenant %s: %w", t.Name, err)
+	}
+	var out []corev1.Event
+	for i := range list.Items {
+		var e corev1.Event
+		if err := fromUnstructured(&list.Items[i], &e); err != nil {
+			return nil, fmt.Errorf("reading Event %s/%s: %w", list.Items[i].GetNamespace(), list.Items[i].GetName(), err)
+		}
+		io := e.InvolvedObject
+		if io.UID != "" && io.UID != t.UID {
+			continue
+		}
+		if gv, err := schema.ParseGroupVersion(io.APIVersion); io.APIVersion != "" && (err != nil || gv.Group != v1alpha1.GroupVersion.Group) {
+			continue // another operator's kind Tenant
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }

@@ -1,7 +1,8 @@
 // Command custos checks custos' evidence: a certificate of destruction against the published public key, a
 // tenant's audit trail, an export bag. These checks need no cluster and no network. A few subcommands read the
-// cluster for the data controller or auditor who has access to it (export fetch, audit <tenant>, pubkey
-// --cluster); they are in cluster.go, and nothing else in the command talks to an API server.
+// cluster for the data controller, auditor or on-call engineer who has access to it (export fetch, audit <tenant>,
+// pubkey --cluster, status <tenant>); their API calls are in cluster.go, and nothing else in the command talks to
+// an API server.
 //
 // Exit status: 0 when everything checked passes, 1 when something was checked and failed, 2 on a usage error or
 // an input that cannot be read.
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -30,16 +32,19 @@ Offline (files only, no cluster, no network):
   custos pubkey <private key PEM> [--keyid]
 
 Reading the cluster (KUBECONFIG or --kubeconfig):
+  custos status <tenant> [-o json] [--events N]
   custos export fetch <DataExport> [--to DIR] [--received-by WHO] [--from DIR] [--no-receipt]
   custos audit <tenant> [--namespace custos-system] [--uid UID] [--export FILE]
   custos pubkey --cluster [--namespace custos-system] [--keyid | --history]
 
 A certificate file is a DestructionCertificate as YAML or JSON (kubectl get dcert NAME -o yaml), a list of them,
 or a bare DSSE envelope (JSON). "-" reads standard input. export fetch reads the bag from the path in the
-DataExport's status: run it where the export volume is mounted. "custos <command> --help" says more.
+DataExport's status: run it where the export volume is mounted. status prints where a tenant stands (phase,
+conditions, backups per location, drill, tasks, legal hold, exit, certificate, its latest Events).
+"custos help <command>" or "custos <command> --help" says more.
 
 Exit status: 0 all checks passed, 1 a check failed, 2 usage error or unreadable input (export fetch: 1 on any
-failure, and then it writes no receipt).
+failure, and then it writes no receipt; status: 0 when the tenant was read, whatever its state).
 `
 )
 
@@ -68,13 +73,39 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdExport(rest, stdout, stderr)
 	case "pubkey":
 		return cmdPubkey(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 && cmd == "help" {
+			return helpFor(rest, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usageHeader)
 		return exitOK
 	default:
 		fmt.Fprintf(stderr, "custos: unknown command %q\n\n%s", cmd, usageHeader)
 		return exitUsage
 	}
+}
+
+// helpFor is "custos help <command> [<subcommand>]": the command's own --help, on standard output.
+func helpFor(args []string, stdout, stderr io.Writer) int {
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usageHeader)
+		return exitOK
+	case "export":
+		args = []string{"export", "fetch"} // its only subcommand
+	}
+	if len(args) > 2 {
+		args = args[:2]
+	}
+	if args[0] == "audit" && len(args) > 1 && args[1] != "verify" && args[1] != "show" {
+		args = args[:1]
+	}
+	if args[0] != "audit" && args[0] != "export" {
+		args = args[:1]
+	}
+	return run(append(slices.Clone(args), "--help"), stdout, stdout)
 }
 
 // usageError is printed to stderr and exits 2.
