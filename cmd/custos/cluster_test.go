@@ -22,6 +22,28 @@ import (
 	"github.com/custos-io/custos/internal/testharness"
 )
 
+// startControlPlane starts a kube-apiserver and etcd with custos' CRDs for the container it is called in (stopped
+// when the container ends) and writes a kubeconfig for user, a cluster admin, into dir. It skips the container
+// when bin/ has no kube-apiserver and etcd (make tools-test builds them).
+func startControlPlane(user, dir string) (client.Client, string) {
+	GinkgoHelper()
+	for _, t := range []string{"kube-apiserver", "etcd"} {
+		if _, err := testharness.Tool(t); err != nil {
+			Skip(err.Error())
+		}
+	}
+	cp, err := testharness.StartControlPlane()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(cp.Stop)
+	u, err := cp.Env.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	kc, err := u.KubeConfig()
+	Expect(err).NotTo(HaveOccurred())
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	Expect(os.WriteFile(kubeconfig, kc, 0o600)).To(Succeed())
+	return cp.Client, kubeconfig
+}
+
 // The commands that read the cluster, against a real kube-apiserver and etcd with custos' CRDs. One control plane
 // serves all of them; it is started only when these specs run (the offline specs need none), and they are
 // skipped when bin/ has no kube-apiserver and etcd (make tools-test builds them).
@@ -34,22 +56,8 @@ var _ = Describe("against a cluster", Ordered, Label("cluster"), func() {
 	)
 
 	BeforeAll(func(SpecContext) {
-		for _, t := range []string{"kube-apiserver", "etcd"} {
-			if _, err := testharness.Tool(t); err != nil {
-				Skip(err.Error())
-			}
-		}
-		cp, err := testharness.StartControlPlane()
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(cp.Stop)
-		k8s = cp.Client
-		user, err := cp.Env.AddUser(envtest.User{Name: "data-controller", Groups: []string{"system:masters"}}, nil)
-		Expect(err).NotTo(HaveOccurred())
-		kc, err := user.KubeConfig()
-		Expect(err).NotTo(HaveOccurred())
 		dir = GinkgoT().TempDir()
-		kubeconfig = filepath.Join(dir, "kubeconfig")
-		Expect(os.WriteFile(kubeconfig, kc, 0o600)).To(Succeed())
+		k8s, kubeconfig = startControlPlane("data-controller", dir)
 		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "custos-system"}})).To(Succeed())
 	}, NodeTimeout(120*time.Second))
 

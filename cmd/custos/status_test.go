@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -15,10 +14,8 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	v1alpha1 "github.com/custos-io/custos/api/v1alpha1"
-	"github.com/custos-io/custos/internal/testharness"
 )
 
 // custos status against a real kube-apiserver and etcd with custos' CRDs: a Tenant in the middle of its exit, with
@@ -36,21 +33,7 @@ var _ = Describe("custos status", Ordered, Label("cluster"), func() {
 	yes, no := true, false
 
 	BeforeAll(func(SpecContext) {
-		for _, t := range []string{"kube-apiserver", "etcd"} {
-			if _, err := testharness.Tool(t); err != nil {
-				Skip(err.Error())
-			}
-		}
-		cp, err := testharness.StartControlPlane()
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(cp.Stop)
-		k8s = cp.Client
-		user, err := cp.Env.AddUser(envtest.User{Name: "on-call", Groups: []string{"system:masters"}}, nil)
-		Expect(err).NotTo(HaveOccurred())
-		kc, err := user.KubeConfig()
-		Expect(err).NotTo(HaveOccurred())
-		kubeconfig = filepath.Join(GinkgoT().TempDir(), "kubeconfig")
-		Expect(os.WriteFile(kubeconfig, kc, 0o600)).To(Succeed())
+		k8s, kubeconfig = startControlPlane("on-call", GinkgoT().TempDir())
 
 		saved := now
 		now = func() time.Time { return readAt }
